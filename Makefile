@@ -1,0 +1,80 @@
+# Direct Uploads — everything a fresh machine needs, from Python alone.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+MOTO_PORT ?= 9000
+BUCKET ?= direct-uploads
+PYTEST_ARGS ?=
+
+# Development defaults for `make run`; production reads the real environment instead.
+DEV_ENV := DEBUG=1
+
+.PHONY: help install run run-s3 test browser migrate clean
+
+help:
+	@echo "make run      install, migrate, create demo users, serve on http://$(HOST):$(PORT) (SQLite + local disk)"
+	@echo "make run-s3   the same against a local S3 endpoint (moto server on port $(MOTO_PORT))"
+	@echo "make test     install and run every test, browser tests included"
+	@echo "make install  create $(VENV) and install the project with its test tools"
+
+$(PY):
+	@py=""; for c in $(PYTHON) python3.14 python3.13 python3.12 python3 python; do \
+	  if command -v $$c >/dev/null 2>&1 && \
+	     $$c -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; then \
+	    py=$$c; break; fi; \
+	done; \
+	if [ -z "$$py" ]; then \
+	  echo "Direct Uploads needs Python 3.12 or newer, and none was found on PATH." >&2; \
+	  echo "Install one (for example python3.13) or run: make PYTHON=/path/to/python3.12 ..." >&2; \
+	  exit 1; fi; \
+	echo "Creating $(VENV) with $$($$py --version)"; \
+	$$py -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	$(DEV_ENV) $(PY) manage.py migrate --noinput
+	$(DEV_ENV) $(PY) manage.py create_demo_users
+
+run: migrate
+	@echo "Portal: http://$(HOST):$(PORT)/  (demo/demo, staff admin/admin)  API docs: /v1/docs"
+	$(DEV_ENV) $(PY) manage.py runserver $(HOST):$(PORT)
+
+# The true direct-to-S3 flow on a laptop: a moto S3 server on loopback, a bucket whose CORS
+# exposes ETag to the portal's origin, and the app pointed at it.
+S3_ENV := $(DEV_ENV) AWS_STORAGE_BUCKET_NAME=$(BUCKET) AWS_S3_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) \
+	AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_S3_REGION_NAME=us-east-1 \
+	UPLOADS_CORS_ORIGINS=http://$(HOST):$(PORT),http://localhost:$(PORT)
+
+run-s3: migrate
+	@set -e; \
+	MOTO_DISABLE_GLOBAL_CORS=1 $(VENV)/bin/moto_server -H 127.0.0.1 -p $(MOTO_PORT) >/dev/null 2>&1 & moto=$$!; \
+	trap 'kill $$moto 2>/dev/null' EXIT INT TERM; \
+	for i in $$(seq 50); do curl -s -o /dev/null http://127.0.0.1:$(MOTO_PORT) && break; sleep 0.1; done; \
+	$(S3_ENV) $(PY) manage.py setup_bucket --create --abort-incomplete-days 7; \
+	echo "Portal: http://$(HOST):$(PORT)/  S3 endpoint: http://127.0.0.1:$(MOTO_PORT) bucket $(BUCKET)"; \
+	$(S3_ENV) $(PY) manage.py runserver $(HOST):$(PORT)
+
+# Browser tests need Chromium: CHROMIUM_PATH, a system chromium, or Playwright's own download.
+browser: install
+	@if [ -n "$$CHROMIUM_PATH" ] && [ -x "$$CHROMIUM_PATH" ]; then exit 0; fi; \
+	for c in /usr/bin/chromium /usr/bin/chromium-browser; do [ -x $$c ] && exit 0; done; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null && exit 0; fi; \
+	$(VENV)/bin/playwright install chromium
+
+test: install browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache media staticfiles e2e-artifacts

@@ -1,0 +1,94 @@
+"""The NinjaAPI instance and the one place where errors become HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
+from ninja_jwt.routers.obtain import obtain_pair_router
+
+from uploads.api import router as uploads_router
+from uploads.errors import UploadError, error_body
+
+logger = logging.getLogger(__name__)
+
+api = NinjaAPI(
+    title="Direct Uploads API",
+    version="1",
+    description="Multipart uploads straight to S3 (or local disk) through presigned URLs.",
+    urls_namespace="api-1",
+)
+api.add_router("/auth/token", obtain_pair_router, tags=["auth"])
+api.add_router("/", uploads_router)
+
+
+@api.exception_handler(UploadError)
+def upload_error(request: HttpRequest, exc: UploadError) -> HttpResponse:
+    return api.create_response(
+        request, error_body(exc.message, exc.code, exc.extra), status=exc.http_status
+    )
+
+
+@api.exception_handler(ValidationError)
+def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    errors = [
+        {"loc": list(error.get("loc", [])), "msg": str(error.get("msg", "")), "type": error.get("type")}
+        for error in exc.errors
+    ]
+    first = errors[0] if errors else {"loc": [], "msg": "Invalid input."}
+    where = ".".join(str(part) for part in first["loc"] if part not in ("body", "payload", "query"))
+    detail = f"{where}: {first['msg']}" if where else str(first["msg"])
+    return api.create_response(
+        request, error_body(detail, "invalid", {"errors": errors}), status=422
+    )
+
+
+@api.exception_handler(AuthenticationError)
+def authentication_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return api.create_response(
+        request,
+        error_body("Authentication credentials were not provided or are not valid.",
+                   "not_authenticated"),
+        status=401,
+    )
+
+
+@api.exception_handler(Throttled)
+def throttled(request: HttpRequest, exc: Throttled) -> HttpResponse:
+    response = api.create_response(
+        request, error_body("Too many requests; try again later.", "throttled"), status=429
+    )
+    if exc.wait:
+        response["Retry-After"] = str(int(exc.wait))
+    return response
+
+
+@api.exception_handler(HttpError)
+def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    # ninja_jwt's errors are HttpErrors whose detail is already {"detail", "code"}.
+    detail: Any = getattr(exc, "detail", None)
+    if isinstance(detail, dict) and "detail" in detail:
+        body = error_body(str(detail["detail"]), str(detail.get("code", "error")))
+    else:
+        code = {400: "invalid", 401: "not_authenticated", 403: "forbidden"}.get(
+            exc.status_code, "error"
+        )
+        body = error_body(str(detail or exc.message), code)
+    return api.create_response(request, body, status=exc.status_code)
+
+
+@api.exception_handler(Http404)
+def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return api.create_response(request, error_body("Not found.", "not_found"), status=404)
+
+
+@api.exception_handler(Exception)
+def unexpected_error(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # Details go to the log only; a client never sees a stack trace or a backend message.
+    logger.exception("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+    return api.create_response(
+        request, error_body("Internal server error.", "server_error"), status=500
+    )

@@ -1,0 +1,252 @@
+"""Settings, read from environment variables (12-factor) with safe defaults for a laptop.
+
+Every variable is listed in README.md's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from botocore.config import Config
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = env_str(name)
+    if not value:
+        return default
+    return value.lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int | None) -> int | None:
+    value = env_str(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}") from exc
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG")
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("Set SECRET_KEY (or DEBUG=1 for local development).")
+    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"  # noqa: S105
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "django_q",
+    "ninja_extra",
+    "ninja_jwt",
+    "storages",
+    "uploads",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+WSGI_APPLICATION = "project.wsgi.application"
+ASGI_APPLICATION = "project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0) or 0,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Portal, API and the django-q2 worker write to one file: wait for the lock instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+# --- Storage -------------------------------------------------------------------------------
+# Setting AWS_STORAGE_BUCKET_NAME switches the default storage to S3; otherwise files stay on
+# local disk under MEDIA_ROOT and the app itself plays the part of the presigned-URL endpoint.
+AWS_ACCESS_KEY_ID = env_str("AWS_ACCESS_KEY_ID")
+AWS_SECRET_ACCESS_KEY = env_str("AWS_SECRET_ACCESS_KEY")
+AWS_SESSION_TOKEN = env_str("AWS_SESSION_TOKEN")
+AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME")
+AWS_S3_REGION_NAME = env_str("AWS_S3_REGION_NAME", "us-east-1")
+AWS_S3_ENDPOINT_URL = env_str("AWS_S3_ENDPOINT_URL")
+
+
+def s3_storage_options(
+    *, bucket: str, region: str, endpoint_url: str, access_key: str, secret_key: str,
+    session_token: str = "",
+) -> dict[str, object]:
+    """OPTIONS for django-storages' S3Storage; tests build the same dict for moto."""
+    return {
+        "bucket_name": bucket,
+        "region_name": region,
+        "endpoint_url": endpoint_url or None,
+        "access_key": access_key or None,
+        "secret_key": secret_key or None,
+        "security_token": session_token or None,
+        "file_overwrite": False,
+        "default_acl": None,
+        "querystring_auth": True,
+        "client_config": Config(
+            # boto3 without a Config presigns with SigV2, which new regions refuse.
+            signature_version="s3v4",
+            # S3-compatible stores usually serve path-style URLs only.
+            s3={"addressing_style": "path" if endpoint_url else "auto"},
+            # boto3 >= 1.36 adds CRC32 checksums by default, which breaks presigned part PUTs
+            # on several S3-compatible stores.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+            max_pool_connections=32,
+        ),
+    }
+
+
+STORAGES: dict[str, dict[str, object]] = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if AWS_STORAGE_BUCKET_NAME:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": s3_storage_options(
+            bucket=AWS_STORAGE_BUCKET_NAME,
+            region=AWS_S3_REGION_NAME,
+            endpoint_url=AWS_S3_ENDPOINT_URL,
+            access_key=AWS_ACCESS_KEY_ID,
+            secret_key=AWS_SECRET_ACCESS_KEY,
+            session_token=AWS_SESSION_TOKEN,
+        ),
+    }
+
+# --- Uploads -------------------------------------------------------------------------------
+MAX_FILE_UPLOAD_SIZE = env_int("MAX_FILE_UPLOAD_SIZE", 5 * 1024**3)
+FILE_UPLOAD_PRESIGNED_URL_EXPIRATION = env_int("FILE_UPLOAD_PRESIGNED_URL_EXPIRATION", 3600)
+# How long an unfinished upload may stay open before cleanup aborts it.
+UPLOADS_EXPIRATION_SECONDS = env_int("UPLOADS_EXPIRATION_SECONDS", 24 * 3600)
+# S3 refuses non-last parts under 5 MiB; only tests lower this, and only on local disk.
+UPLOADS_MIN_PART_SIZE = env_int("UPLOADS_MIN_PART_SIZE", 5 * 1024**2)
+UPLOADS_DEFAULT_PART_SIZE = env_int("UPLOADS_DEFAULT_PART_SIZE", 8 * 1024**2)
+UPLOADS_PARENT_MODELS = env_list("UPLOADS_PARENT_MODELS")
+UPLOADS_KEY_PREFIX = env_str("UPLOADS_KEY_PREFIX", "uploads").strip("/")
+UPLOADS_DOWNLOAD_URL_EXPIRATION = env_int("UPLOADS_DOWNLOAD_URL_EXPIRATION", 300)
+# Where the local handler keeps parts until completion; never served directly.
+UPLOADS_LOCAL_PARTS_DIR = Path(env_str("UPLOADS_LOCAL_PARTS_DIR", str(MEDIA_ROOT / ".parts")))
+
+# --- API auth ------------------------------------------------------------------------------
+NINJA_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15) or 15),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 7) or 7),
+}
+
+# --- Task queue ----------------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+Q_CLUSTER: dict[str, object] = {
+    "name": "direct-uploads",
+    "workers": env_int("Q_WORKERS", 2),
+    # A cleanup run has a time budget well under this; retry must stay above timeout.
+    "timeout": 600,
+    "retry": 900,
+    "max_attempts": 1,
+    "catch_up": False,
+    "orm": "default",
+}
+if REDIS_URL:
+    Q_CLUSTER.pop("orm")
+    Q_CLUSTER["redis"] = REDIS_URL
+
+# --- Security ------------------------------------------------------------------------------
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SECURE_PROXY_SSL_HEADER") else None
+)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+}
+
+# Browser origins allowed to PUT parts straight to the bucket (see `manage.py setup_bucket`).
+UPLOADS_CORS_ORIGINS = env_list(
+    "UPLOADS_CORS_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000"
+)

@@ -1,0 +1,91 @@
+"""Small clients shared by the tests: one over Django's test client, one over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import requests
+from django.test import Client
+from ninja_jwt.tokens import RefreshToken
+
+
+def access_token(user: Any) -> str:
+    return str(RefreshToken.for_user(user).access_token)
+
+
+class ApiClient:
+    """JSON calls to /v1/ through Django's test client, as `user` (JWT) or anonymous."""
+
+    def __init__(self, user: Any = None) -> None:
+        self.client = Client()
+        self.headers = {"Authorization": f"Bearer {access_token(user)}"} if user else {}
+
+    def request(self, method: str, path: str, data: Any = None, **extra: Any) -> Any:
+        kwargs: dict[str, Any] = {"headers": {**self.headers, **extra.pop("headers", {})}}
+        if data is not None:
+            kwargs["data"] = json.dumps(data)
+            kwargs["content_type"] = "application/json"
+        return getattr(self.client, method)(path, **kwargs, **extra)
+
+    def get(self, path: str, **extra: Any) -> Any:
+        return self.request("get", path, **extra)
+
+    def post(self, path: str, data: Any = None, **extra: Any) -> Any:
+        return self.request("post", path, data if data is not None else {}, **extra)
+
+    def patch(self, path: str, data: Any = None, **extra: Any) -> Any:
+        return self.request("patch", path, data, **extra)
+
+    def delete(self, path: str, **extra: Any) -> Any:
+        return self.request("delete", path, **extra)
+
+    def put_part(self, url: str, body: bytes) -> Any:
+        """PUT a part to a local-handler URL through the same Django client."""
+        return self.client.put(url, data=body, content_type="application/octet-stream")
+
+    def upload(self, content: bytes, **fields: Any) -> dict[str, Any]:
+        """Initiate, PUT every part, complete; return the completed file."""
+        init = self.post(
+            "/v1/files/uploads",
+            {"file_name": "data.bin", "file_size": len(content), **fields},
+        )
+        assert init.status_code == 201, init.content
+        body = init.json()
+        size = body["part_size"]
+        parts = []
+        for target in body["presigned_urls"]:
+            n = target["part_number"]
+            response = self.put_part(target["url"], content[(n - 1) * size : n * size])
+            assert response.status_code == 200, response.content
+            parts.append({"part_number": n, "etag": response["ETag"]})
+        done = self.post(f"/v1/files/uploads/{body['id']}/complete", {"parts": parts})
+        assert done.status_code == 200, done.content
+        return done.json()  # type: ignore[no-any-return]
+
+
+class HttpApi:
+    """The same calls over real HTTP against a live server, parts PUT to whatever URL we get."""
+
+    def __init__(self, base_url: str, user: Any) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {access_token(user)}"
+
+    def call(self, method: str, path: str, data: Any = None) -> requests.Response:
+        return self.session.request(method, self.base_url + path, json=data, timeout=60)
+
+    def initiate(self, size: int, **fields: Any) -> dict[str, Any]:
+        response = self.call(
+            "POST", "/v1/files/uploads", {"file_name": "data.bin", "file_size": size, **fields}
+        )
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    @staticmethod
+    def put(url: str, body: bytes) -> requests.Response:
+        # A bare PUT, as a browser or curl would send: no auth header, only the signed URL.
+        return requests.put(url, data=body, timeout=60)
+
+    def complete(self, file_id: str, parts: list[dict[str, Any]]) -> requests.Response:
+        return self.call("POST", f"/v1/files/uploads/{file_id}/complete", {"parts": parts})

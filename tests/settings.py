@@ -1,0 +1,30 @@
+"""Test settings: the project's settings with small parts and a throwaway media root."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+# moto must not add permissive CORS: the browser tests need S3's real behaviour.
+os.environ.setdefault("MOTO_DISABLE_GLOBAL_CORS", "1")
+
+from project.settings import *  # noqa: E402,F403
+from project.settings import INSTALLED_APPS, Q_CLUSTER  # noqa: E402
+
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+
+MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="direct-uploads-test-media-"))
+UPLOADS_LOCAL_PARTS_DIR = MEDIA_ROOT / ".parts"
+# Small parts keep tests fast; S3-mode tests raise this back to S3's 5 MiB.
+UPLOADS_MIN_PART_SIZE = 1024
+UPLOADS_DEFAULT_PART_SIZE = 5 * 1024 * 1024
+UPLOADS_PARENT_MODELS: list[str] = []
+
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}

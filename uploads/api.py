@@ -1,0 +1,129 @@
+"""HTTP API: parse → service or selector → response schema. No rules live here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponseRedirect
+from ninja import Router, Schema, Status
+from ninja.pagination import PaginationBase, paginate
+from ninja_jwt.authentication import JWTAuth
+from pydantic import Field
+
+from . import selectors
+from .auth import session_auth
+from .schemas import (
+    ErrorOut,
+    FileOut,
+    FileUpdateIn,
+    SetParentIn,
+    UploadCompleteIn,
+    UploadCreateIn,
+    UploadInitiatedOut,
+)
+from .services import uploads as services
+from .storage.base import CompletedPart
+
+# Bearer JWT for API clients, or the portal's session (with its CSRF header) — same endpoints.
+router = Router(tags=["uploads"], auth=[JWTAuth(), session_auth])
+
+ERRORS: dict[int, type[Schema]] = {
+    400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 503: ErrorOut,
+}
+
+
+class PageNumber(PaginationBase):
+    """Page-number pagination with `count/next/previous/results`, as the spec's clients read."""
+
+    class Input(Schema):
+        page: int = Field(1, ge=1)
+        page_size: int = Field(50, ge=1, le=500)
+
+    class Output(Schema):
+        count: int
+        next: str | None
+        previous: str | None
+        results: list[Any]
+
+    items_attribute = "results"
+
+    def paginate_queryset(
+        self, queryset: Any, pagination: Input, request: HttpRequest, **params: Any
+    ) -> dict[str, Any]:
+        offset = (pagination.page - 1) * pagination.page_size
+        count = queryset.count()
+        return {
+            "count": count,
+            "next": _page_url(request, pagination.page + 1)
+            if offset + pagination.page_size < count
+            else None,
+            "previous": _page_url(request, pagination.page - 1) if pagination.page > 1 else None,
+            "results": list(queryset[offset : offset + pagination.page_size]),
+        }
+
+
+def _page_url(request: HttpRequest, page: int) -> str:
+    query = request.GET.copy()
+    query["page"] = str(page)
+    return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+
+
+@router.post("/files/uploads", response={201: UploadInitiatedOut, **ERRORS})
+def initiate_upload(request: HttpRequest, payload: UploadCreateIn) -> Any:
+    return Status(201, services.upload_initiate(user=request.user, **payload.dict()))
+
+
+@router.post("/files/uploads/{file_id}/complete", response={200: FileOut, **ERRORS})
+def complete_upload(request: HttpRequest, file_id: str, payload: UploadCompleteIn) -> Any:
+    parts = [CompletedPart(part_number=p.part_number, etag=p.etag) for p in payload.parts]
+    return services.upload_complete(user=request.user, file_id=file_id, parts=parts)
+
+
+@router.delete("/files/uploads/{file_id}", response={204: None, **ERRORS})
+def abort_upload(request: HttpRequest, file_id: str) -> Any:
+    services.upload_abort(user=request.user, file_id=file_id)
+    return Status(204, None)
+
+
+@router.get("/files", response={200: list[FileOut], **ERRORS}, url_name="file_list")
+@paginate(PageNumber)
+def list_files(
+    request: HttpRequest,
+    status: str | None = None,
+    parent_content_type: str | None = None,
+    parent_object_id: str | None = None,
+) -> Any:
+    return selectors.file_list_for_user(
+        user=request.user,
+        status=status,
+        parent_content_type=parent_content_type,
+        parent_object_id=parent_object_id,
+    )
+
+
+@router.get("/files/{file_id}", response={200: FileOut, **ERRORS}, url_name="file_detail")
+def get_file(request: HttpRequest, file_id: str) -> Any:
+    return selectors.file_get_for_user(user=request.user, file_id=file_id)
+
+
+@router.patch("/files/{file_id}", response={200: FileOut, **ERRORS})
+def update_file(request: HttpRequest, file_id: str, payload: FileUpdateIn) -> Any:
+    return services.file_update(
+        user=request.user, file_id=file_id, **payload.dict(exclude_unset=True)
+    )
+
+
+@router.delete("/files/{file_id}", response={204: None, **ERRORS})
+def delete_file(request: HttpRequest, file_id: str) -> Any:
+    services.file_delete(user=request.user, file_id=file_id)
+    return Status(204, None)
+
+
+@router.post("/files/{file_id}/set-parent", response={200: FileOut, **ERRORS})
+def set_parent(request: HttpRequest, file_id: str, payload: SetParentIn) -> Any:
+    return services.file_set_parent(user=request.user, file_id=file_id, **payload.dict())
+
+
+@router.get("/files/{file_id}/download", response={302: None, **ERRORS}, url_name="file_download")
+def download_file(request: HttpRequest, file_id: str) -> Any:
+    return HttpResponseRedirect(services.file_download_url(user=request.user, file_id=file_id))

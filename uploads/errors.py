@@ -1,0 +1,98 @@
+"""Domain errors. project/api.py maps them to HTTP in one place; services never build responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def error_body(detail: str, code: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The one error shape of every JSON response: `{"detail", "code"}` (+ `extra` if any)."""
+    body: dict[str, Any] = {"detail": detail, "code": code}
+    if extra:
+        body["extra"] = extra
+    return body
+
+
+class UploadError(Exception):
+    """Base of every error a client may see; `message` is safe to show."""
+
+    code = "error"
+    http_status = 400
+
+    def __init__(self, message: str, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra or {}
+
+
+class InvalidInput(UploadError):
+    """The request is well formed but its values are not acceptable."""
+
+    code = "invalid"
+    http_status = 400
+
+
+class UploadTooLarge(UploadError):
+    """The file or a part exceeds a size limit."""
+
+    code = "too_large"
+    http_status = 413
+
+
+class QuotaExceeded(UploadError):
+    """The user's storage quota would be exceeded."""
+
+    code = "quota_exceeded"
+    http_status = 413
+
+
+class UploadNotFound(UploadError):
+    """No such file, or not one the caller may see."""
+
+    code = "not_found"
+    http_status = 404
+
+    def __init__(self, message: str = "File not found.", extra: dict[str, Any] | None = None):
+        super().__init__(message, extra)
+
+
+class InvalidTransition(UploadError):
+    """The file is not in a state that allows this action."""
+
+    code = "invalid_state"
+    http_status = 409
+
+
+class VerificationFailed(UploadError):
+    """The stored parts do not match what was declared; the upload is now failed."""
+
+    code = "verification_failed"
+    http_status = 400
+
+
+class AccessDenied(UploadError):
+    """A signed link is invalid, expired or no longer usable."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class LengthRequired(UploadError):
+    """A part body arrived without a Content-Length."""
+
+    code = "length_required"
+    http_status = 411
+
+
+class StorageUnavailable(UploadError):
+    """The storage backend failed; details are only in the server log."""
+
+    code = "storage_unavailable"
+    http_status = 503
+
+    def __init__(
+        self,
+        message: str = "The storage service is unavailable. Please try again shortly.",
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, extra)

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+
+
+class FileRecord(models.Model):
+    """One file uploaded (or being uploaded) through a multipart upload."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        UPLOADING = "uploading", "Uploading"
+        COMPLETED = "completed", "Completed"
+        ABORTED = "aborted", "Aborted"
+        FAILED = "failed", "Failed"
+
+    # States from which an upload may still complete or be aborted.
+    OPEN_STATES = (Status.PENDING, Status.UPLOADING)
+
+    # A random id: the API's 404 for other people's files must not be guessable by counting.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=255, blank=True)
+    description = models.TextField(blank=True)
+    file_name = models.CharField(max_length=255)
+    file_size = models.BigIntegerField()
+    file_content_type = models.CharField(max_length=255, default="application/octet-stream")
+    # Holds the storage key from initiate on; the key is derived once and never from user input.
+    file = models.FileField(max_length=1024, blank=True)
+    upload_status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    upload_id = models.CharField(max_length=1024, blank=True)
+    total_parts = models.PositiveIntegerField(default=1)
+    part_size = models.BigIntegerField()
+    uploaded_parts = models.PositiveIntegerField(default=0)
+    upload_expires_at = models.DateTimeField(null=True, blank=True)
+    etag = models.CharField(max_length=255, blank=True)
+    # SHA-256 of the completed part list: a repeated complete with the same parts is a no-op.
+    etag_digest = models.CharField(max_length=64, blank=True, editable=False)
+    failure_reason = models.TextField(blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploaded_files"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    modified = models.DateTimeField(auto_now=True)
+
+    parent_content_type = models.ForeignKey(
+        ContentType, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Text, so that parents with integer and UUID primary keys both fit.
+    parent_object_id = models.CharField(max_length=64, blank=True)
+    parent = GenericForeignKey("parent_content_type", "parent_object_id")
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [
+            models.Index(
+                fields=["created_by", "upload_status", "-created"], name="file_owner_status"
+            ),
+            models.Index(fields=["upload_status", "-created"], name="file_status_created"),
+            models.Index(
+                fields=["upload_status", "upload_expires_at"], name="file_status_expiry"
+            ),
+            models.Index(fields=["parent_content_type", "parent_object_id"], name="file_parent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.file_name} ({self.upload_status})"
+
+    @property
+    def storage_key(self) -> str:
+        return self.file.name
+
+    @property
+    def is_open(self) -> bool:
+        return self.upload_status in self.OPEN_STATES
+
+    def expected_part_size(self, part_number: int) -> int:
+        """The exact byte count part `part_number` must have."""
+        if part_number < self.total_parts:
+            return self.part_size
+        return self.file_size - (self.total_parts - 1) * self.part_size

@@ -1,0 +1,128 @@
+"""Ninja schemas: shape only. Value rules (sizes, parts, parents) live in the services."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.urls import reverse
+from ninja import Schema
+from pydantic import ConfigDict, Field, StrictInt
+
+from .models import FileRecord
+
+
+def _absolute(context: dict[str, Any] | None, url: str) -> str:
+    request = (context or {}).get("request")
+    return request.build_absolute_uri(url) if request is not None else url
+
+
+class ErrorOut(Schema):
+    detail: str
+    code: str
+    extra: dict[str, Any] = {}
+
+
+class UploadCreateIn(Schema):
+    file_name: str
+    file_size: StrictInt
+    file_content_type: str | None = None
+    part_size: StrictInt | None = None
+    num_parts: StrictInt | None = None
+    name: str = ""
+    description: str = ""
+    parent_content_type: str | None = None
+    parent_object_id: StrictInt | str | None = None
+
+
+class PartIn(Schema):
+    # StrictInt: JSON `true` is not part 1.
+    part_number: StrictInt
+    etag: str
+
+
+class UploadCompleteIn(Schema):
+    parts: list[PartIn] = Field(..., max_length=10_000)
+
+
+class FileUpdateIn(Schema):
+    # Forbid the rest: file_name and file_content_type describe the stored bytes.
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    description: str | None = None
+
+
+class SetParentIn(Schema):
+    parent_content_type: str | None
+    parent_object_id: StrictInt | str | None
+
+
+class FileOut(Schema):
+    id: UUID
+    name: str
+    description: str
+    file_name: str
+    file_size: int
+    file_content_type: str
+    url: str | None
+    upload_status: str
+    created_by: int
+    created_by_name: str
+    created: datetime
+    modified: datetime
+    parent_content_type: str | None
+    parent_object_id: str | None
+    total_parts: int
+    part_size: int
+    uploaded_parts: int
+    upload_expires_at: datetime | None
+    completed_at: datetime | None
+    etag: str
+    failure_reason: str
+
+    @staticmethod
+    def resolve_url(obj: FileRecord, context: dict[str, Any]) -> str | None:
+        if obj.upload_status != FileRecord.Status.COMPLETED:
+            return None
+        return _absolute(context, reverse("api-1:file_download", args=[obj.pk]))
+
+    @staticmethod
+    def resolve_created_by(obj: FileRecord) -> int:
+        return int(obj.created_by_id)
+
+    @staticmethod
+    def resolve_created_by_name(obj: FileRecord) -> str:
+        user = obj.created_by
+        return user.get_full_name() or user.get_username()
+
+    @staticmethod
+    def resolve_parent_content_type(obj: FileRecord) -> str | None:
+        content_type = obj.parent_content_type
+        return f"{content_type.app_label}.{content_type.model}" if content_type else None
+
+    @staticmethod
+    def resolve_parent_object_id(obj: FileRecord) -> str | None:
+        return obj.parent_object_id or None
+
+
+class PartTargetOut(Schema):
+    part_number: int
+    url: str
+
+    @staticmethod
+    def resolve_url(obj: Any, context: dict[str, Any]) -> str:
+        return _absolute(context, obj.url)
+
+
+class UploadInitiatedOut(FileOut):
+    upload_id: str
+    presigned_urls: list[PartTargetOut]
+    expires_in: int
+
+
+class StoredPartOut(Schema):
+    part_number: int
+    size: int
+    etag: str

@@ -1,0 +1,622 @@
+"""Upload lifecycle: initiate → (parts go straight to the store) → complete, or abort.
+
+Every state change locks the row and re-checks the state; no lock is held across a call to the
+store. Where a store call and a state change race (two completes, complete vs cleanup), the
+loser inspects the store, so a file ends completed with its bytes or not completed with nothing
+stored, never a mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import mimetypes
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import IO, Any, NoReturn
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from ..errors import (
+    AccessDenied,
+    InvalidInput,
+    InvalidTransition,
+    LengthRequired,
+    StorageUnavailable,
+    UploadNotFound,
+    UploadTooLarge,
+    VerificationFailed,
+)
+from ..models import FileRecord
+from ..selectors import file_queryset_for_user
+from ..storage import StorageError, get_storage_handler
+from ..storage.base import (
+    S3_MAX_OBJECT_SIZE,
+    S3_MAX_PART_SIZE,
+    S3_MAX_PARTS,
+    CompletedPart,
+    MultipartUpload,
+    ObjectInfo,
+    PartNotFound,
+    PartTarget,
+    StorageHandler,
+    StoredPart,
+    normalize_etag,
+)
+from ..storage.local import (
+    LocalStorageHandler,
+    Readable,
+    verify_download_token,
+    verify_part_token,
+)
+
+logger = logging.getLogger(__name__)
+
+User = AbstractBaseUser | AnonymousUser
+Status = FileRecord.Status
+
+_CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+MAX_NAME_LENGTH = 255
+
+
+# --- Validation shared by every client (API, portal JS, Python client) ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PartPlan:
+    part_size: int
+    num_parts: int
+
+
+def _strict_int(value: object, field: str) -> int:
+    # bool is an int subclass: `true` must never pass as 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{field} must be a whole number.", {"field": field})
+    return value
+
+
+def default_part_size(file_size: int) -> int:
+    """The configured part size, grown (in whole MiB) until the file fits in 10,000 parts."""
+    size = max(settings.UPLOADS_DEFAULT_PART_SIZE, settings.UPLOADS_MIN_PART_SIZE)
+    needed = math.ceil(file_size / S3_MAX_PARTS)
+    if needed > size:
+        mib = 1024 * 1024
+        size = math.ceil(needed / mib) * mib
+    return size
+
+
+def plan_parts(*, file_size: object, part_size: object = None, num_parts: object = None) -> PartPlan:
+    """Check the declared size and split; the one place these rules live."""
+    size = _strict_int(file_size, "file_size")
+    if size < 0:
+        raise InvalidInput("file_size cannot be negative.", {"field": "file_size"})
+    limit = min(settings.MAX_FILE_UPLOAD_SIZE, S3_MAX_OBJECT_SIZE)
+    if size > limit:
+        raise UploadTooLarge(
+            f"The file is {size} bytes; the largest allowed is {limit} bytes.",
+            {"max_file_size": limit},
+        )
+    chosen = default_part_size(size) if part_size is None else _strict_int(part_size, "part_size")
+    if chosen <= 0:
+        raise InvalidInput("part_size must be positive.", {"field": "part_size"})
+    if chosen > S3_MAX_PART_SIZE:
+        raise InvalidInput(
+            f"part_size may be at most {S3_MAX_PART_SIZE} bytes (5 GiB).", {"field": "part_size"}
+        )
+    count = max(1, math.ceil(size / chosen))
+    if num_parts is not None:
+        count = _strict_int(num_parts, "num_parts")
+        if count < 1:
+            raise InvalidInput("num_parts must be at least 1.", {"field": "num_parts"})
+        fits = (count - 1) * chosen < size <= count * chosen or (size == 0 and count == 1)
+        if not fits:
+            raise InvalidInput(
+                f"{count} parts of {chosen} bytes cannot hold exactly {size} bytes.",
+                {"field": "num_parts"},
+            )
+    if count > S3_MAX_PARTS:
+        raise InvalidInput(
+            f"The upload would need {count} parts; at most {S3_MAX_PARTS} are allowed. "
+            "Use a larger part_size.",
+            {"field": "part_size"},
+        )
+    if count > 1 and chosen < settings.UPLOADS_MIN_PART_SIZE:
+        raise InvalidInput(
+            f"part_size must be at least {settings.UPLOADS_MIN_PART_SIZE} bytes "
+            "when the file has more than one part.",
+            {"field": "part_size"},
+        )
+    return PartPlan(part_size=chosen, num_parts=count)
+
+
+def clean_file_name(value: str) -> str:
+    # The name is display metadata only (keys never use it); keep the last path segment.
+    name = _CONTROL_CHARS.sub("", value.replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    if not name or name in {".", ".."}:
+        raise InvalidInput("file_name must be a file name.", {"field": "file_name"})
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(
+            f"file_name may be at most {MAX_NAME_LENGTH} characters.", {"field": "file_name"}
+        )
+    return name
+
+
+def clean_content_type(value: str | None, file_name: str) -> str:
+    content_type = (value or "").strip().lower()
+    if not content_type:
+        return mimetypes.guess_type(file_name)[0] or "application/octet-stream"
+    if len(content_type) > 255 or not _CONTENT_TYPE.match(content_type):
+        raise InvalidInput(
+            "file_content_type must look like 'type/subtype'.", {"field": "file_content_type"}
+        )
+    return content_type
+
+
+def clean_display_name(value: str, field: str = "name") -> str:
+    name = _CONTROL_CHARS.sub("", value).strip()
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"{field} may be at most {MAX_NAME_LENGTH} characters.", {"field": field})
+    return name
+
+
+def resolve_parent(
+    parent_content_type: str | None, parent_object_id: object
+) -> tuple[ContentType | None, str]:
+    """Check a parent reference against the parent policy; return what the record stores."""
+    if parent_content_type in (None, "") and parent_object_id in (None, ""):
+        return None, ""
+    if parent_content_type in (None, "") or parent_object_id in (None, ""):
+        raise InvalidInput(
+            "parent_content_type and parent_object_id go together.",
+            {"field": "parent_content_type"},
+        )
+    label = str(parent_content_type).strip().lower()
+    allowed = [item.lower() for item in settings.UPLOADS_PARENT_MODELS]
+    app_label, _, model = label.partition(".")
+    content_type = None
+    if app_label and model:
+        try:
+            content_type = ContentType.objects.get_by_natural_key(app_label, model)
+        except ContentType.DoesNotExist:
+            content_type = None
+    if content_type is None or content_type.model_class() is None:
+        raise InvalidInput(
+            f"Unknown parent type {label!r}; use 'app_label.model'.",
+            {"field": "parent_content_type"},
+        )
+    if allowed and label not in allowed:
+        raise InvalidInput(
+            f"Files cannot be attached to {label!r}.", {"field": "parent_content_type"}
+        )
+    object_id = str(parent_object_id).strip()
+    model_class = content_type.model_class()
+    assert model_class is not None
+    try:
+        exists = model_class._default_manager.filter(pk=object_id).exists()
+    except (ValueError, TypeError, ValidationError):
+        exists = False
+    if not exists or len(object_id) > 64:
+        raise InvalidInput(
+            f"No {label} with id {object_id!r} exists.", {"field": "parent_object_id"}
+        )
+    return content_type, object_id
+
+
+def storage_key(file_id: uuid.UUID) -> str:
+    # Derived once, from our own id only: no client-chosen segment or extension reaches the key.
+    return f"{settings.UPLOADS_KEY_PREFIX}/{timezone.now():%Y/%m/%d}/{file_id.hex}"
+
+
+def parts_digest(parts: Sequence[CompletedPart]) -> str:
+    text = ",".join(f"{p.part_number}:{normalize_etag(p.etag)}" for p in parts)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --- Lookups with the access rule --------------------------------------------------------
+
+
+def _locked(user: User, file_id: object, *, staff_ok: bool = True) -> FileRecord:
+    queryset = file_queryset_for_user(user, staff_ok=staff_ok)
+    try:
+        return queryset.select_for_update(of=("self",)).get(pk=file_id)
+    except (FileRecord.DoesNotExist, ValidationError, ValueError) as exc:
+        raise UploadNotFound() from exc
+
+
+def _multipart(record: FileRecord) -> MultipartUpload:
+    return MultipartUpload(file_id=str(record.pk), key=record.storage_key, upload_id=record.upload_id)
+
+
+def _storage_unavailable(exc: Exception) -> StorageUnavailable:
+    logger.error("storage call failed: %s", exc, exc_info=exc)
+    return StorageUnavailable()
+
+
+# --- Initiate ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InitiatedUpload:
+    file: FileRecord
+    presigned_urls: list[PartTarget]
+    expires_in: int
+
+    def __getattr__(self, name: str) -> Any:
+        # Lets one response schema read the record's fields and the part URLs side by side.
+        return getattr(self.file, name)
+
+
+def upload_initiate(
+    *,
+    user: User,
+    file_name: str,
+    file_size: object,
+    file_content_type: str | None = None,
+    part_size: object = None,
+    num_parts: object = None,
+    name: str = "",
+    description: str = "",
+    parent_content_type: str | None = None,
+    parent_object_id: object = None,
+) -> InitiatedUpload:
+    plan = plan_parts(file_size=file_size, part_size=part_size, num_parts=num_parts)
+    clean_name = clean_file_name(file_name)
+    content_type, object_id = resolve_parent(parent_content_type, parent_object_id)
+    file_id = uuid.uuid4()
+    record = FileRecord.objects.create(
+        id=file_id,
+        name=clean_display_name(name) or clean_name,
+        description=description,
+        file_name=clean_name,
+        file_size=file_size,
+        file_content_type=clean_content_type(file_content_type, clean_name),
+        file=storage_key(file_id),
+        upload_status=Status.PENDING,
+        total_parts=plan.num_parts,
+        part_size=plan.part_size,
+        upload_expires_at=timezone.now() + timedelta(seconds=settings.UPLOADS_EXPIRATION_SECONDS),
+        created_by=user,
+        parent_content_type=content_type,
+        parent_object_id=object_id,
+    )
+    handler = get_storage_handler()
+    try:
+        upload = handler.initiate(
+            file_id=str(file_id), key=record.storage_key, content_type=record.file_content_type
+        )
+    except StorageError as exc:
+        # Nothing exists in the store; leave nothing behind in the database either.
+        record.delete()
+        raise _storage_unavailable(exc) from exc
+    FileRecord.objects.filter(pk=file_id).update(
+        upload_id=upload.upload_id, upload_status=Status.UPLOADING
+    )
+    record.upload_id = upload.upload_id
+    record.upload_status = Status.UPLOADING
+    expires_in = settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION
+    targets = _presign(handler, upload, range(1, plan.num_parts + 1), expires_in)
+    return InitiatedUpload(file=record, presigned_urls=targets, expires_in=expires_in)
+
+
+def _presign(
+    handler: StorageHandler, upload: MultipartUpload, numbers: Sequence[int], expires_in: int
+) -> list[PartTarget]:
+    try:
+        return handler.presign_parts(upload, numbers, expires_in=expires_in)
+    except StorageError as exc:
+        raise _storage_unavailable(exc) from exc
+
+
+# --- Complete ------------------------------------------------------------------------------
+
+
+def _check_part_list(record: FileRecord, parts: Sequence[CompletedPart]) -> list[CompletedPart]:
+    numbers = [_strict_int(p.part_number, "part_number") for p in parts]
+    expected = list(range(1, record.total_parts + 1))
+    if sorted(numbers) != expected:
+        seen: set[int] = set()
+        duplicates = sorted({n for n in numbers if n in seen or seen.add(n)})  # type: ignore[func-returns-value]
+        missing = sorted(set(expected) - set(numbers))
+        extra = sorted(set(numbers) - set(expected))
+        raise InvalidInput(
+            f"parts must list each of parts 1..{record.total_parts} exactly once.",
+            {"missing": missing[:20], "duplicates": duplicates[:20], "unexpected": extra[:20]},
+        )
+    for part in parts:
+        if not isinstance(part.etag, str) or not normalize_etag(part.etag):
+            raise InvalidInput(f"Part {part.part_number} has no etag.", {"field": "etag"})
+    return sorted(parts, key=lambda p: p.part_number)
+
+
+def verify_parts(
+    record: FileRecord, parts: Sequence[CompletedPart], stored: Sequence[StoredPart]
+) -> str | None:
+    """Why the stored parts do not make up the declared file, or None when they do."""
+    by_number = {p.part_number: p for p in stored}
+    extra = sorted(set(by_number) - set(range(1, record.total_parts + 1)))
+    if extra:
+        return f"The store holds part {extra[0]}, beyond the declared {record.total_parts} parts."
+    total = 0
+    for part in parts:
+        held = by_number.get(part.part_number)
+        if held is None:
+            return f"Part {part.part_number} was never received."
+        expected = record.expected_part_size(part.part_number)
+        if held.size != expected:
+            return f"Part {part.part_number} has {held.size} bytes; expected {expected}."
+        if normalize_etag(held.etag) != normalize_etag(part.etag):
+            return f"Part {part.part_number}'s ETag does not match the stored part."
+        total += held.size
+    if total != record.file_size:
+        return f"The parts add up to {total} bytes; the file was declared as {record.file_size}."
+    return None
+
+
+def upload_complete(
+    *, user: User, file_id: object, parts: Sequence[CompletedPart]
+) -> FileRecord:
+    with transaction.atomic():
+        record = _locked(user, file_id, staff_ok=False)
+        if record.upload_status == Status.COMPLETED:
+            return _repeat_completion(record, parts)
+        _require_open(record, "completed")
+    ordered = _check_part_list(record, parts)
+    handler = get_storage_handler()
+    upload = _multipart(record)
+    try:
+        stored = handler.list_parts(upload)
+    except PartNotFound:
+        # The upload is gone from the store: a concurrent complete may have finished it.
+        return _finish_from_store(user, record, handler, ordered)
+    except StorageError as exc:
+        raise _storage_unavailable(exc) from exc
+    problem = verify_parts(record, ordered, stored)
+    if problem:
+        _fail(record, handler, problem)
+    try:
+        info = handler.complete(upload, ordered, content_type=record.file_content_type)
+    except PartNotFound:
+        return _finish_from_store(user, record, handler, ordered)
+    except StorageError as exc:
+        raise _storage_unavailable(exc) from exc
+    return _mark_completed(user, record, handler, ordered, info)
+
+
+def _require_open(record: FileRecord, action: str) -> None:
+    if not record.is_open:
+        raise InvalidTransition(
+            f"This upload is {record.upload_status}; it can no longer be {action}.",
+            {"upload_status": record.upload_status},
+        )
+
+
+def _repeat_completion(record: FileRecord, parts: Sequence[CompletedPart]) -> FileRecord:
+    try:
+        ordered = sorted(parts, key=lambda p: _strict_int(p.part_number, "part_number"))
+    except InvalidInput:
+        ordered = []
+    if ordered and parts_digest(ordered) == record.etag_digest:
+        return record
+    raise InvalidTransition(
+        "This upload is already completed with other parts.",
+        {"upload_status": record.upload_status},
+    )
+
+
+def _finish_from_store(
+    user: User, record: FileRecord, handler: StorageHandler, parts: Sequence[CompletedPart]
+) -> FileRecord:
+    try:
+        info = handler.head(record.storage_key)
+    except PartNotFound:
+        info = None
+    except StorageError as exc:
+        raise _storage_unavailable(exc) from exc
+    if info is None or info.size != record.file_size:
+        _fail(record, handler, "The upload no longer exists in the store.")
+    return _mark_completed(user, record, handler, parts, info)
+
+
+def _mark_completed(
+    user: User,
+    record: FileRecord,
+    handler: StorageHandler,
+    parts: Sequence[CompletedPart],
+    info: ObjectInfo,
+) -> FileRecord:
+    digest = parts_digest(parts)
+    with transaction.atomic():
+        current = _locked(user, record.pk, staff_ok=False)
+        if current.upload_status == Status.COMPLETED:
+            if current.etag_digest == digest:
+                return current
+            raise InvalidTransition("This upload is already completed with other parts.")
+        if current.is_open:
+            current.upload_status = Status.COMPLETED
+            current.uploaded_parts = len(parts)
+            current.etag = normalize_etag(info.etag)
+            current.etag_digest = digest
+            current.completed_at = timezone.now()
+            current.failure_reason = ""
+            current.save()
+            return current
+    # Aborted (cleanup, the owner) while we were completing: what we stored must not survive.
+    _delete_object_quietly(handler, record.storage_key)
+    raise InvalidTransition(
+        f"This upload was {current.upload_status} while completing.",
+        {"upload_status": current.upload_status},
+    )
+
+
+def _fail(record: FileRecord, handler: StorageHandler, reason: str) -> NoReturn:
+    """Abort the stored upload, commit the failed state, and tell the client why."""
+    aborted = _abort_quietly(handler, _multipart(record))
+    with transaction.atomic():
+        current = FileRecord.objects.select_for_update().get(pk=record.pk)
+        if not current.is_open:
+            raise InvalidTransition(
+                f"This upload is {current.upload_status}; it can no longer be completed.",
+                {"upload_status": current.upload_status},
+            )
+        current.upload_status = Status.FAILED
+        current.failure_reason = reason
+        if aborted:
+            current.upload_id = ""
+        current.save()
+    # Raised after the atomic block: the failed state is committed, not rolled back with us.
+    raise VerificationFailed(reason, {"upload_status": Status.FAILED})
+
+
+def _abort_quietly(handler: StorageHandler, upload: MultipartUpload) -> bool:
+    if not upload.upload_id:
+        return True
+    try:
+        handler.abort(upload)
+    except StorageError:
+        logger.exception("could not abort upload %s; cleanup will retry", upload.upload_id)
+        return False
+    return True
+
+
+def _delete_object_quietly(handler: StorageHandler, key: str) -> None:
+    try:
+        handler.delete(key)
+    except StorageError:
+        logger.exception("could not delete %s; reconcile will find it", key)
+
+
+# --- Abort, delete, edit -----------------------------------------------------------------
+
+
+def upload_abort(*, user: User, file_id: object) -> FileRecord:
+    with transaction.atomic():
+        record = _locked(user, file_id)
+        _require_open(record, "aborted")
+        record.upload_status = Status.ABORTED
+        record.save(update_fields=["upload_status", "modified"])
+    handler = get_storage_handler()
+    try:
+        handler.abort(_multipart(record))
+    except StorageError as exc:
+        # The record stays aborted with its upload id, so cleanup retries the store.
+        raise _storage_unavailable(exc) from exc
+    FileRecord.objects.filter(pk=record.pk, upload_status=Status.ABORTED).update(upload_id="")
+    record.upload_id = ""
+    return record
+
+
+def file_delete(*, user: User, file_id: object) -> None:
+    with transaction.atomic():
+        record = _locked(user, file_id)
+        in_flight = record.is_open and bool(record.upload_id)
+        upload = _multipart(record)
+    if in_flight:
+        # An in-flight upload must not outlive its record in the store.
+        try:
+            get_storage_handler().abort(upload)
+        except StorageError as exc:
+            raise _storage_unavailable(exc) from exc
+    FileRecord.objects.filter(pk=record.pk).delete()
+
+
+def file_update(*, user: User, file_id: object, **changes: Any) -> FileRecord:
+    unknown = set(changes) - {"name", "description"}
+    if unknown:
+        raise InvalidInput(f"Only name and description can be changed, not {sorted(unknown)}.")
+    with transaction.atomic():
+        record = _locked(user, file_id)
+        if changes.get("name") is not None:
+            name = clean_display_name(changes["name"])
+            if not name:
+                raise InvalidInput("name cannot be empty.", {"field": "name"})
+            record.name = name
+        if changes.get("description") is not None:
+            record.description = changes["description"]
+        record.save(update_fields=["name", "description", "modified"])
+    return record
+
+
+def file_set_parent(
+    *, user: User, file_id: object, parent_content_type: str | None, parent_object_id: object
+) -> FileRecord:
+    content_type, object_id = resolve_parent(parent_content_type, parent_object_id)
+    with transaction.atomic():
+        record = _locked(user, file_id)
+        record.parent_content_type = content_type
+        record.parent_object_id = object_id
+        record.save(update_fields=["parent_content_type", "parent_object_id", "modified"])
+    return record
+
+
+def file_download_url(*, user: User, file_id: object) -> str:
+    queryset = file_queryset_for_user(user)
+    try:
+        record = queryset.get(pk=file_id)
+    except (FileRecord.DoesNotExist, ValidationError, ValueError) as exc:
+        raise UploadNotFound() from exc
+    if record.upload_status != Status.COMPLETED:
+        raise InvalidTransition(
+            f"This file is {record.upload_status}; only completed files can be downloaded.",
+            {"upload_status": record.upload_status},
+        )
+    try:
+        return get_storage_handler().download_url(
+            record.storage_key,
+            file_name=record.file_name,
+            expires_in=settings.UPLOADS_DOWNLOAD_URL_EXPIRATION,
+        )
+    except StorageError as exc:
+        raise _storage_unavailable(exc) from exc
+
+
+# --- Local-disk part endpoint --------------------------------------------------------------
+
+
+def local_part_receive(*, token: str, body: Readable, length: int | None) -> str:
+    """Store one part PUT to a local "presigned" URL; return its ETag."""
+    grant = verify_part_token(token)
+    handler = get_storage_handler()
+    if not isinstance(handler, LocalStorageHandler):
+        raise AccessDenied("This upload link is invalid.")
+    record = FileRecord.objects.filter(pk=grant.file_id).first()
+    # A link stays bound to its upload: once completed or aborted it is dead, even unexpired.
+    if record is None or not record.is_open or record.upload_id != grant.upload_id:
+        raise AccessDenied("This upload is no longer accepting parts.")
+    if not 1 <= grant.part_number <= record.total_parts:
+        raise AccessDenied("This upload link is invalid.")
+    if length is None:
+        raise LengthRequired("Send the part with a Content-Length header.")
+    try:
+        return handler.receive_part(
+            _multipart(record),
+            grant.part_number,
+            body,
+            length=length,
+            limit=record.expected_part_size(grant.part_number),
+        )
+    except PartNotFound as exc:
+        raise AccessDenied("This upload is no longer accepting parts.") from exc
+    except StorageError as exc:
+        raise _storage_unavailable(exc) from exc
+
+
+def local_download_open(*, token: str) -> tuple[IO[bytes], str]:
+    key, file_name = verify_download_token(token)
+    handler = get_storage_handler()
+    if not isinstance(handler, LocalStorageHandler):
+        raise AccessDenied("This download link is invalid.")
+    try:
+        return handler.open(key), file_name
+    except OSError as exc:
+        raise UploadNotFound() from exc

@@ -1,0 +1,93 @@
+"""The storage handler protocol: what services need from a store, and nothing more."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+# S3's multipart limits (docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html).
+# 5 MiB is the minimum part size allowed by S3, except for the last part.
+S3_MIN_PART_SIZE = 5 * MIB
+# 5 GiB is the largest single part S3 accepts.
+S3_MAX_PART_SIZE = 5 * GIB
+# S3 numbers parts 1..10,000.
+S3_MAX_PARTS = 10_000
+# 5 TiB is the largest object S3 stores.
+S3_MAX_OBJECT_SIZE = 5 * 1024 * GIB
+
+
+class StorageError(Exception):
+    """A storage backend call failed; the message is for logs, never for clients."""
+
+
+class PartNotFound(StorageError):
+    """The multipart upload no longer exists in the store."""
+
+
+@dataclass(frozen=True, slots=True)
+class MultipartUpload:
+    """Identifies one multipart upload in a store."""
+
+    file_id: str
+    key: str
+    upload_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PartTarget:
+    part_number: int
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPart:
+    part_number: int
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedPart:
+    part_number: int
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    size: int
+    etag: str
+    content_type: str
+
+
+def normalize_etag(etag: str) -> str:
+    """ETags travel quoted in headers and unquoted in JSON; compare them bare."""
+    return etag.strip().strip('"').lower()
+
+
+class StorageHandler(Protocol):
+    name: str
+
+    def initiate(self, *, file_id: str, key: str, content_type: str) -> MultipartUpload: ...
+
+    def presign_parts(
+        self, upload: MultipartUpload, part_numbers: Sequence[int], *, expires_in: int
+    ) -> list[PartTarget]: ...
+
+    def list_parts(self, upload: MultipartUpload) -> list[StoredPart]: ...
+
+    def complete(
+        self, upload: MultipartUpload, parts: Sequence[CompletedPart], *, content_type: str
+    ) -> ObjectInfo: ...
+
+    def abort(self, upload: MultipartUpload) -> None: ...
+
+    def head(self, key: str) -> ObjectInfo: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def download_url(self, key: str, *, file_name: str, expires_in: int) -> str: ...

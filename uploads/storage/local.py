@@ -1,0 +1,278 @@
+"""Local-disk handler: the Django app itself plays S3's part endpoint.
+
+Part URLs point at `local-part` with a signed, expiring token bound to (file id, upload id,
+part number). Parts are streamed to files named `<part>.<md5>` under UPLOADS_LOCAL_PARTS_DIR,
+so one directory listing yields number, size and ETag of every part, like S3's ListParts.
+Single-machine by nature: parts live on this machine's disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Protocol
+
+from django.conf import settings
+from django.core import signing
+from django.core.files import File
+from django.core.files.storage import Storage
+from django.urls import reverse
+
+from ..errors import AccessDenied, UploadTooLarge
+from .base import (
+    MIB,
+    CompletedPart,
+    MultipartUpload,
+    ObjectInfo,
+    PartNotFound,
+    PartTarget,
+    StorageError,
+    StoredPart,
+)
+
+PART_SALT = "uploads.local.part"
+DOWNLOAD_SALT = "uploads.local.download"
+# Large enough to keep syscalls few, small enough that memory stays flat for 5 GiB parts.
+CHUNK_SIZE = 1 * MIB
+_PART_FILE = re.compile(r"^(\d{5})\.([0-9a-f]{32})$")
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PartGrant:
+    """What a verified part token allows: one PUT of one part of one upload."""
+
+    file_id: str
+    upload_id: str
+    part_number: int
+
+
+def _sign(payload: dict[str, object], salt: str) -> str:
+    return signing.dumps(payload, salt=salt, compress=False)
+
+
+def _unsign(token: str, salt: str) -> dict[str, object]:
+    try:
+        payload = signing.loads(token, salt=salt)
+    except signing.BadSignature as exc:
+        raise AccessDenied("This upload link is invalid.") from exc
+    expires = payload.get("e")
+    if not isinstance(payload, dict) or not isinstance(expires, int | float):
+        raise AccessDenied("This upload link is invalid.")
+    if expires < time.time():
+        raise AccessDenied("This link has expired; ask for a new one.")
+    return payload
+
+
+def verify_part_token(token: str) -> PartGrant:
+    payload = _unsign(token, PART_SALT)
+    try:
+        return PartGrant(
+            file_id=str(payload["f"]), upload_id=str(payload["u"]), part_number=int(payload["p"])  # type: ignore[call-overload]
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AccessDenied("This upload link is invalid.") from exc
+
+
+def verify_download_token(token: str) -> tuple[str, str]:
+    payload = _unsign(token, DOWNLOAD_SALT)
+    return str(payload["k"]), str(payload["n"])
+
+
+class _ConcatenatedParts(File):  # type: ignore[type-arg]
+    """Reads part files one after another as a single stream, never holding more than a chunk."""
+
+    DEFAULT_CHUNK_SIZE = CHUNK_SIZE
+
+    def __init__(self, paths: Sequence[Path], name: str) -> None:
+        self._paths = list(paths)
+        self._index = 0
+        self._current: IO[bytes] | None = None
+        super().__init__(None, name=name)
+        self.size = sum(p.stat().st_size for p in self._paths)
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        buffer = bytearray()
+        while size < 0 or len(buffer) < size:
+            if self._current is None:
+                if self._index >= len(self._paths):
+                    break
+                self._current = open(self._paths[self._index], "rb")  # noqa: SIM115
+                self._index += 1
+            chunk = self._current.read(CHUNK_SIZE if size < 0 else size - len(buffer))
+            if not chunk:
+                self._current.close()
+                self._current = None
+                continue
+            buffer += chunk
+        return bytes(buffer)
+
+    def chunks(self, chunk_size: int | None = None):  # type: ignore[no-untyped-def]
+        while chunk := self.read(chunk_size or self.DEFAULT_CHUNK_SIZE):
+            yield chunk
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+
+    def __bool__(self) -> bool:
+        return True
+
+
+class LocalStorageHandler:
+    name = "local"
+
+    def __init__(self, storage: Storage, parts_dir: Path | None = None) -> None:
+        self.storage = storage
+        self.parts_dir = Path(parts_dir or settings.UPLOADS_LOCAL_PARTS_DIR)
+
+    def _upload_dir(self, upload_id: str) -> Path:
+        # The id is ours (random hex), but it is read back from the database: never trust a path.
+        if not _UPLOAD_ID.match(upload_id):
+            raise PartNotFound(f"not a local upload id: {upload_id!r}")
+        return self.parts_dir / upload_id
+
+    def initiate(self, *, file_id: str, key: str, content_type: str) -> MultipartUpload:
+        upload_id = secrets.token_hex(16)
+        try:
+            self._upload_dir(upload_id).mkdir(parents=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create part directory: {exc}") from exc
+        return MultipartUpload(file_id=file_id, key=key, upload_id=upload_id)
+
+    def presign_parts(
+        self, upload: MultipartUpload, part_numbers: Sequence[int], *, expires_in: int
+    ) -> list[PartTarget]:
+        expires = int(time.time()) + expires_in
+        return [
+            PartTarget(
+                part_number=number,
+                url=reverse(
+                    "local-part",
+                    args=[
+                        _sign(
+                            {"f": upload.file_id, "u": upload.upload_id, "p": number, "e": expires},
+                            PART_SALT,
+                        )
+                    ],
+                ),
+            )
+            for number in part_numbers
+        ]
+
+    def receive_part(
+        self, upload: MultipartUpload, part_number: int, body: Readable, *, length: int, limit: int
+    ) -> str:
+        """Stream one part body to disk and return its ETag (the MD5 of its bytes)."""
+        if length > limit:
+            raise UploadTooLarge(f"Part {part_number} may be at most {limit} bytes; got {length}.")
+        directory = self._upload_dir(upload.upload_id)
+        if not directory.is_dir():
+            raise PartNotFound(f"upload {upload.upload_id} has no part directory")
+        temp = directory / f".{part_number:05d}.{secrets.token_hex(8)}.tmp"
+        digest = hashlib.md5(usedforsecurity=False)
+        received = 0
+        try:
+            with open(temp, "wb") as out:
+                while received < length:
+                    chunk = body.read(min(CHUNK_SIZE, length - received))
+                    if not chunk:
+                        break
+                    received += len(chunk)
+                    digest.update(chunk)
+                    out.write(chunk)
+            etag = digest.hexdigest()
+            final = directory / f"{part_number:05d}.{etag}"
+            os.replace(temp, final)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        # A re-sent part replaces the earlier one, as on S3.
+        for old in directory.glob(f"{part_number:05d}.*"):
+            if old != final:
+                old.unlink(missing_ok=True)
+        return etag
+
+    def _part_files(self, upload: MultipartUpload) -> dict[int, tuple[Path, StoredPart]]:
+        directory = self._upload_dir(upload.upload_id)
+        found: dict[int, tuple[Path, StoredPart]] = {}
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError as exc:
+            raise PartNotFound(f"upload {upload.upload_id} has no part directory") from exc
+        for entry in entries:
+            match = _PART_FILE.match(entry.name)
+            if match:
+                number = int(match.group(1))
+                found[number] = (
+                    Path(entry.path),
+                    StoredPart(number, entry.stat().st_size, match.group(2)),
+                )
+        return found
+
+    def list_parts(self, upload: MultipartUpload) -> list[StoredPart]:
+        return [part for _, part in sorted(self._part_files(upload).values(), key=lambda x: x[1].part_number)]
+
+    def complete(
+        self, upload: MultipartUpload, parts: Sequence[CompletedPart], *, content_type: str
+    ) -> ObjectInfo:
+        stored = self._part_files(upload)
+        try:
+            paths = [stored[p.part_number][0] for p in parts]
+        except KeyError as exc:
+            raise PartNotFound(f"part {exc.args[0]} is missing") from exc
+        combined = _ConcatenatedParts(paths, name=upload.key)
+        try:
+            saved_name = self.storage.save(upload.key, combined)
+        except OSError as exc:
+            raise StorageError(f"cannot write {upload.key}: {exc}") from exc
+        finally:
+            combined.close()
+        if saved_name != upload.key:
+            self.storage.delete(saved_name)
+            raise StorageError(f"{upload.key} already exists")
+        shutil.rmtree(self._upload_dir(upload.upload_id), ignore_errors=True)
+        # Same shape as S3's multipart ETag: MD5 of the part MD5s, dash, part count.
+        joined = b"".join(bytes.fromhex(stored[p.part_number][1].etag) for p in parts)
+        etag = f"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(parts)}"
+        return ObjectInfo(size=combined.size, etag=etag, content_type=content_type)
+
+    def abort(self, upload: MultipartUpload) -> None:
+        try:
+            shutil.rmtree(self._upload_dir(upload.upload_id))
+        except FileNotFoundError:
+            pass  # already gone: aborting is idempotent
+        except OSError as exc:
+            raise StorageError(f"cannot remove parts of {upload.upload_id}: {exc}") from exc
+
+    def head(self, key: str) -> ObjectInfo:
+        try:
+            size = self.storage.size(key)
+        except OSError as exc:
+            raise PartNotFound(f"{key}: {exc}") from exc
+        return ObjectInfo(size=size, etag="", content_type="")
+
+    def open(self, key: str) -> IO[bytes]:
+        return self.storage.open(key, "rb")  # type: ignore[no-any-return]
+
+    def delete(self, key: str) -> None:
+        try:
+            self.storage.delete(key)
+        except OSError as exc:
+            raise StorageError(f"cannot delete {key}: {exc}") from exc
+
+    def download_url(self, key: str, *, file_name: str, expires_in: int) -> str:
+        token = _sign({"k": key, "n": file_name, "e": int(time.time()) + expires_in}, DOWNLOAD_SALT)
+        return reverse("local-download", args=[token])

@@ -1,0 +1,144 @@
+"""S3 (and S3-compatible) handler, on the boto3 client that django-storages configured."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.utils.http import content_disposition_header
+from storages.backends.s3 import S3Storage
+
+from .base import (
+    CompletedPart,
+    MultipartUpload,
+    ObjectInfo,
+    PartNotFound,
+    PartTarget,
+    StorageError,
+    StoredPart,
+)
+
+logger = logging.getLogger(__name__)
+
+# S3 error codes that mean "that upload is gone" rather than "the store is failing".
+_GONE_CODES = {"NoSuchUpload", "NoSuchKey", "404"}
+
+
+@contextmanager
+def _storage_errors(action: str) -> Iterator[None]:
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        logger.warning("S3 %s failed: %s", action, exc)
+        if code in _GONE_CODES:
+            raise PartNotFound(f"{action}: {code}") from exc
+        raise StorageError(f"{action}: {code or exc}") from exc
+    except BotoCoreError as exc:
+        logger.warning("S3 %s failed: %s", action, exc)
+        raise StorageError(f"{action}: {exc}") from exc
+
+
+class S3StorageHandler:
+    name = "s3"
+
+    def __init__(self, storage: S3Storage) -> None:
+        self.storage = storage
+        # The client carries endpoint, credentials, region and signature settings from STORAGES.
+        self.client: Any = storage.connection.meta.client
+        self.bucket: str = storage.bucket_name
+
+    def initiate(self, *, file_id: str, key: str, content_type: str) -> MultipartUpload:
+        with _storage_errors("create_multipart_upload"):
+            response = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ContentType=content_type
+            )
+        return MultipartUpload(file_id=file_id, key=key, upload_id=response["UploadId"])
+
+    def presign_parts(
+        self, upload: MultipartUpload, part_numbers: Sequence[int], *, expires_in: int
+    ) -> list[PartTarget]:
+        with _storage_errors("presign upload_part"):
+            return [
+                PartTarget(
+                    part_number=number,
+                    url=self.client.generate_presigned_url(
+                        "upload_part",
+                        Params={
+                            "Bucket": self.bucket,
+                            "Key": upload.key,
+                            "UploadId": upload.upload_id,
+                            "PartNumber": number,
+                        },
+                        ExpiresIn=expires_in,
+                        HttpMethod="PUT",
+                    ),
+                )
+                for number in part_numbers
+            ]
+
+    def list_parts(self, upload: MultipartUpload) -> list[StoredPart]:
+        parts: list[StoredPart] = []
+        # ListParts returns at most 1,000 parts a page; uploads go up to 10,000.
+        with _storage_errors("list_parts"):
+            paginator = self.client.get_paginator("list_parts")
+            for page in paginator.paginate(
+                Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id
+            ):
+                parts.extend(
+                    StoredPart(part_number=p["PartNumber"], size=p["Size"], etag=p["ETag"])
+                    for p in page.get("Parts", [])
+                )
+        return parts
+
+    def complete(
+        self, upload: MultipartUpload, parts: Sequence[CompletedPart], *, content_type: str
+    ) -> ObjectInfo:
+        with _storage_errors("complete_multipart_upload"):
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=upload.key,
+                UploadId=upload.upload_id,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": p.part_number, "ETag": p.etag} for p in parts]
+                },
+            )
+        return self.head(upload.key)
+
+    def abort(self, upload: MultipartUpload) -> None:
+        try:
+            with _storage_errors("abort_multipart_upload"):
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id
+                )
+        except PartNotFound:
+            pass  # already gone: aborting is idempotent
+
+    def head(self, key: str) -> ObjectInfo:
+        with _storage_errors("head_object"):
+            response = self.client.head_object(Bucket=self.bucket, Key=key)
+        return ObjectInfo(
+            size=response["ContentLength"],
+            etag=response.get("ETag", ""),
+            content_type=response.get("ContentType", ""),
+        )
+
+    def delete(self, key: str) -> None:
+        with _storage_errors("delete_object"):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def download_url(self, key: str, *, file_name: str, expires_in: int) -> str:
+        with _storage_errors("presign get_object"):
+            url: str = self.client.generate_presigned_url(
+                "get_object",
+                Params={
+                    "Bucket": self.bucket,
+                    "Key": key,
+                    "ResponseContentDisposition": content_disposition_header(True, file_name),
+                },
+                ExpiresIn=expires_in,
+            )
+        return url

@@ -1,0 +1,10 @@
+"""Portal pages (server-rendered, HTMX)."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "uploads/home.html")
