@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
@@ -83,6 +84,17 @@ def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 @api.exception_handler(Http404)
 def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return api.create_response(request, error_body("Not found.", "not_found"), status=404)
+
+
+@api.exception_handler(DataError)
+def data_error(request: HttpRequest, exc: DataError) -> HttpResponse:
+    # A value the database refuses (PostgreSQL: NUL in text), e.g. in a library's query such as
+    # ninja_jwt's user lookup: the client sent it, so it is a 400, not a 500.
+    logger.warning("database refused a value in %s %s: %s", request.method, request.path, exc)
+    return api.create_response(
+        request, error_body("The request contains a value that cannot be stored.", "invalid"),
+        status=400,
+    )
 
 
 @api.exception_handler(Exception)

@@ -104,8 +104,12 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Portal, API and the django-q2 worker write to one file: wait for the lock instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Portal, API and the django-q2 worker write to one file: wait for the lock instead of
+    # failing, and take it when a transaction starts, so a read-then-write (the quota check)
+    # cannot interleave with another one.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -200,6 +204,11 @@ UPLOADS_EXPIRATION_SECONDS = env_int("UPLOADS_EXPIRATION_SECONDS", 24 * 3600)
 UPLOADS_MIN_PART_SIZE = env_int("UPLOADS_MIN_PART_SIZE", 5 * 1024**2)
 UPLOADS_DEFAULT_PART_SIZE = env_int("UPLOADS_DEFAULT_PART_SIZE", 8 * 1024**2)
 UPLOADS_PARENT_MODELS = env_list("UPLOADS_PARENT_MODELS")
+# Bytes a user may hold: completed files plus bytes reserved by unfinished uploads. None = no limit.
+FILE_UPLOAD_QUOTA_PER_USER = env_int("FILE_UPLOAD_QUOTA_PER_USER", None)
+# Content types accepted ("image/png", "image/*"); empty = all. Checked at initiate against the
+# declared type and after completion against the type sniffed from the stored bytes.
+ALLOWED_FILE_TYPES = env_list("ALLOWED_FILE_TYPES")
 UPLOADS_KEY_PREFIX = env_str("UPLOADS_KEY_PREFIX", "uploads").strip("/")
 UPLOADS_DOWNLOAD_URL_EXPIRATION = env_int("UPLOADS_DOWNLOAD_URL_EXPIRATION", 300)
 # Where the local handler keeps parts until completion; never served directly.

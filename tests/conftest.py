@@ -26,6 +26,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture(autouse=True)
+def _isolated_media(settings: Any, tmp_path: Any) -> None:
+    """Each test gets its own media root and part directory, so no test sees another's files."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.UPLOADS_LOCAL_PARTS_DIR = tmp_path / "media" / ".parts"
+
+
 @pytest.fixture
 def user(db: Any) -> Any:
     return get_user_model().objects.create_user("alice", password="alice-pass")

@@ -16,10 +16,13 @@ from .schemas import (
     ErrorOut,
     FileOut,
     FileUpdateIn,
+    PresignIn,
+    PresignOut,
     SetParentIn,
     UploadCompleteIn,
     UploadCreateIn,
     UploadInitiatedOut,
+    UploadPartsOut,
 )
 from .services import uploads as services
 from .storage.base import CompletedPart
@@ -28,7 +31,8 @@ from .storage.base import CompletedPart
 router = Router(tags=["uploads"], auth=[JWTAuth(), session_auth])
 
 ERRORS: dict[int, type[Schema]] = {
-    400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 503: ErrorOut,
+    400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 415: ErrorOut,
+    503: ErrorOut,
 }
 
 
@@ -52,13 +56,15 @@ class PageNumber(PaginationBase):
     ) -> dict[str, Any]:
         offset = (pagination.page - 1) * pagination.page_size
         count = queryset.count()
+        # Past the end there is nothing to fetch; a huge page would also overflow SQL's OFFSET.
+        results = list(queryset[offset : offset + pagination.page_size]) if offset < count else []
         return {
             "count": count,
             "next": _page_url(request, pagination.page + 1)
             if offset + pagination.page_size < count
             else None,
             "previous": _page_url(request, pagination.page - 1) if pagination.page > 1 else None,
-            "results": list(queryset[offset : offset + pagination.page_size]),
+            "results": results,
         }
 
 
@@ -83,6 +89,18 @@ def complete_upload(request: HttpRequest, file_id: str, payload: UploadCompleteI
 def abort_upload(request: HttpRequest, file_id: str) -> Any:
     services.upload_abort(user=request.user, file_id=file_id)
     return Status(204, None)
+
+
+@router.get("/files/uploads/{file_id}/parts", response={200: UploadPartsOut, **ERRORS})
+def list_upload_parts(request: HttpRequest, file_id: str) -> Any:
+    return services.upload_parts(user=request.user, file_id=file_id)
+
+
+@router.post("/files/uploads/{file_id}/presign", response={200: PresignOut, **ERRORS})
+def presign_parts(request: HttpRequest, file_id: str, payload: PresignIn) -> Any:
+    return services.upload_presign(
+        user=request.user, file_id=file_id, part_numbers=payload.part_numbers
+    )
 
 
 @router.get("/files", response={200: list[FileOut], **ERRORS}, url_name="file_list")

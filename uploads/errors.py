@@ -46,6 +46,13 @@ class QuotaExceeded(UploadError):
     http_status = 413
 
 
+class UnsupportedFileType(UploadError):
+    """The file's type is not in ALLOWED_FILE_TYPES."""
+
+    code = "unsupported_type"
+    http_status = 415
+
+
 class UploadNotFound(UploadError):
     """No such file, or not one the caller may see."""
 

@@ -34,6 +34,8 @@ class UploadCreateIn(Schema):
     description: str = ""
     parent_content_type: str | None = None
     parent_object_id: StrictInt | str | None = None
+    # "all" (default), "none", or how many part URLs to sign now; the rest via /presign.
+    presign: StrictInt | str | None = None
 
 
 class PartIn(Schema):
@@ -126,3 +128,22 @@ class StoredPartOut(Schema):
     part_number: int
     size: int
     etag: str
+
+
+class UploadPartsOut(Schema):
+    id: UUID
+    upload_status: str
+    file_size: int
+    part_size: int
+    total_parts: int
+    uploaded_bytes: int
+    parts: list[StoredPartOut]
+
+
+class PresignIn(Schema):
+    part_numbers: list[StrictInt] = Field(..., min_length=1, max_length=1000)
+
+
+class PresignOut(Schema):
+    expires_in: int
+    presigned_urls: list[PartTargetOut]

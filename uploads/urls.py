@@ -6,6 +6,13 @@ from . import local_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("upload/", views.upload_page, name="upload"),
+    path("upload/<str:file_id>/discard/", views.upload_discard, name="upload-discard"),
+    path("files/", views.file_list, name="file-list"),
+    path("files/<str:file_id>/", views.file_detail, name="file-detail"),
+    path("files/<str:file_id>/edit/", views.file_edit, name="file-edit"),
+    path("files/<str:file_id>/parent/", views.file_set_parent, name="file-parent"),
+    path("files/<str:file_id>/delete/", views.file_delete, name="file-delete"),
     path("local/parts/<str:token>/", local_views.part_upload, name="local-part"),
     path("local/download/<str:token>/", local_views.download, name="local-download"),
 ]

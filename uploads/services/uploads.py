@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import IO, Any, NoReturn
 
+import filetype
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from ..errors import (
@@ -32,7 +34,9 @@ from ..errors import (
     InvalidInput,
     InvalidTransition,
     LengthRequired,
+    QuotaExceeded,
     StorageUnavailable,
+    UnsupportedFileType,
     UploadNotFound,
     UploadTooLarge,
     VerificationFailed,
@@ -67,7 +71,15 @@ Status = FileRecord.Status
 
 _CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+# "app_label.model" as ContentType stores it; anything else (NUL included) never reaches a query.
+_PARENT_LABEL = re.compile(r"\w+\.\w+", re.ASCII)
 MAX_NAME_LENGTH = 255
+PRESIGN_ALL = "all"
+PRESIGN_NONE = "none"
+# Most URLs one presign call signs: bounds the request's time and response size.
+MAX_PRESIGN_BATCH = 1000
+# Bytes read from a completed file to find its real type.
+SNIFF_BYTES = 8192
 
 
 # --- Validation shared by every client (API, portal JS, Python client) ---------------------
@@ -163,6 +175,11 @@ def clean_content_type(value: str | None, file_name: str) -> str:
     return content_type
 
 
+def clean_description(value: str) -> str:
+    # Free text keeps its line breaks; only NUL goes, which PostgreSQL cannot store.
+    return value.replace("\x00", "")
+
+
 def clean_display_name(value: str, field: str = "name") -> str:
     name = _CONTROL_CHARS.sub("", value).strip()
     if len(name) > MAX_NAME_LENGTH:
@@ -185,7 +202,7 @@ def resolve_parent(
     allowed = [item.lower() for item in settings.UPLOADS_PARENT_MODELS]
     app_label, _, model = label.partition(".")
     content_type = None
-    if app_label and model:
+    if _PARENT_LABEL.fullmatch(label):
         try:
             content_type = ContentType.objects.get_by_natural_key(app_label, model)
         except ContentType.DoesNotExist:
@@ -202,15 +219,21 @@ def resolve_parent(
     object_id = str(parent_object_id).strip()
     model_class = content_type.model_class()
     assert model_class is not None
-    try:
-        exists = model_class._default_manager.filter(pk=object_id).exists()
-    except (ValueError, TypeError, ValidationError):
-        exists = False
-    if not exists or len(object_id) > 64:
+    found: list[object] = []
+    # PostgreSQL refuses NUL in text outright (a 500); no pk contains one anyway.
+    if "\x00" not in object_id:
+        try:
+            matches = model_class._default_manager.filter(pk=object_id)
+            found = list(matches.values_list("pk", flat=True)[:1])
+        except (ValueError, TypeError, ValidationError):
+            found = []
+    # Store the parent's own pk as text: "01" and "1" name one post and must filter alike.
+    canonical = str(found[0]) if found else ""
+    if not canonical or len(canonical) > 64:
         raise InvalidInput(
             f"No {label} with id {object_id!r} exists.", {"field": "parent_object_id"}
         )
-    return content_type, object_id
+    return content_type, canonical
 
 
 def storage_key(file_id: uuid.UUID) -> str:
@@ -269,27 +292,33 @@ def upload_initiate(
     description: str = "",
     parent_content_type: str | None = None,
     parent_object_id: object = None,
+    presign: object = PRESIGN_ALL,
 ) -> InitiatedUpload:
     plan = plan_parts(file_size=file_size, part_size=part_size, num_parts=num_parts)
+    first_batch = presign_count(presign, plan.num_parts)
     clean_name = clean_file_name(file_name)
+    declared_type = clean_content_type(file_content_type, clean_name)
+    check_type_allowed(declared_type)
     content_type, object_id = resolve_parent(parent_content_type, parent_object_id)
     file_id = uuid.uuid4()
-    record = FileRecord.objects.create(
-        id=file_id,
-        name=clean_display_name(name) or clean_name,
-        description=description,
-        file_name=clean_name,
-        file_size=file_size,
-        file_content_type=clean_content_type(file_content_type, clean_name),
-        file=storage_key(file_id),
-        upload_status=Status.PENDING,
-        total_parts=plan.num_parts,
-        part_size=plan.part_size,
-        upload_expires_at=timezone.now() + timedelta(seconds=settings.UPLOADS_EXPIRATION_SECONDS),
-        created_by=user,
-        parent_content_type=content_type,
-        parent_object_id=object_id,
-    )
+    with transaction.atomic():
+        _reserve_quota(user, plan_size=int(file_size))  # type: ignore[call-overload]
+        record = FileRecord.objects.create(
+            id=file_id,
+            name=clean_display_name(name) or clean_name,
+            description=clean_description(description),
+            file_name=clean_name,
+            file_size=file_size,
+            file_content_type=declared_type,
+            file=storage_key(file_id),
+            upload_status=Status.PENDING,
+            total_parts=plan.num_parts,
+            part_size=plan.part_size,
+            upload_expires_at=_new_expiry(),
+            created_by=user,
+            parent_content_type=content_type,
+            parent_object_id=object_id,
+        )
     handler = get_storage_handler()
     try:
         upload = handler.initiate(
@@ -305,8 +334,58 @@ def upload_initiate(
     record.upload_id = upload.upload_id
     record.upload_status = Status.UPLOADING
     expires_in = settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION
-    targets = _presign(handler, upload, range(1, plan.num_parts + 1), expires_in)
+    targets = _presign(handler, upload, range(1, first_batch + 1), expires_in)
     return InitiatedUpload(file=record, presigned_urls=targets, expires_in=expires_in)
+
+
+def _new_expiry() -> Any:
+    return timezone.now() + timedelta(seconds=settings.UPLOADS_EXPIRATION_SECONDS)
+
+
+def presign_count(presign: object, num_parts: int) -> int:
+    """How many part URLs initiate signs: all (the spec's clients read them all), none, or N."""
+    if presign is None or presign == PRESIGN_ALL:
+        return num_parts
+    if presign == PRESIGN_NONE:
+        return 0
+    if isinstance(presign, bool) or not isinstance(presign, int) or presign < 0:
+        raise InvalidInput(
+            "presign must be 'all', 'none' or a number of parts to sign now.", {"field": "presign"}
+        )
+    return min(presign, num_parts)
+
+
+def check_type_allowed(content_type: str) -> None:
+    allowed = [item.lower() for item in settings.ALLOWED_FILE_TYPES]
+    if not allowed:
+        return
+    major = content_type.split("/", 1)[0]
+    if content_type in allowed or f"{major}/*" in allowed:
+        return
+    raise UnsupportedFileType(
+        f"Files of type {content_type} are not accepted.", {"allowed": allowed}
+    )
+
+
+def _reserve_quota(user: User, *, plan_size: int) -> None:
+    """Refuse an upload that would take the user over quota. Call inside a transaction."""
+    quota = settings.FILE_UPLOAD_QUOTA_PER_USER
+    if quota is None:
+        return
+    # Lock the user's row: two initiates for one user queue here, so both cannot slip under.
+    type(user)._default_manager.select_for_update().filter(pk=user.pk).first()  # type: ignore[union-attr]
+    used = (
+        FileRecord.objects.filter(
+            created_by=user, upload_status__in=[Status.COMPLETED, *FileRecord.OPEN_STATES]
+        ).aggregate(total=Sum("file_size"))["total"]
+        or 0
+    )
+    if used + plan_size > quota:
+        raise QuotaExceeded(
+            f"This upload needs {plan_size} bytes but only {max(0, quota - used)} of your "
+            f"{quota}-byte quota are left.",
+            {"quota": quota, "used": used},
+        )
 
 
 def _presign(
@@ -436,6 +515,10 @@ def _mark_completed(
     info: ObjectInfo,
 ) -> FileRecord:
     digest = parts_digest(parts)
+    problem = _sniffed_type_problem(record, handler)
+    if problem:
+        _delete_object_quietly(handler, record.storage_key)
+        _fail(record, handler, problem)
     with transaction.atomic():
         current = _locked(user, record.pk, staff_ok=False)
         if current.upload_status == Status.COMPLETED:
@@ -502,9 +585,13 @@ def _delete_object_quietly(handler: StorageHandler, key: str) -> None:
 def upload_abort(*, user: User, file_id: object) -> FileRecord:
     with transaction.atomic():
         record = _locked(user, file_id)
-        _require_open(record, "aborted")
-        record.upload_status = Status.ABORTED
-        record.save(update_fields=["upload_status", "modified"])
+        # Aborted but still holding its upload id: an earlier abort got a 503 from the store.
+        # The client's retry finishes that abort instead of meeting a 409.
+        retrying = record.upload_status == Status.ABORTED and bool(record.upload_id)
+        if not retrying:
+            _require_open(record, "aborted")
+            record.upload_status = Status.ABORTED
+            record.save(update_fields=["upload_status", "modified"])
     handler = get_storage_handler()
     try:
         handler.abort(_multipart(record))
@@ -542,7 +629,7 @@ def file_update(*, user: User, file_id: object, **changes: Any) -> FileRecord:
                 raise InvalidInput("name cannot be empty.", {"field": "name"})
             record.name = name
         if changes.get("description") is not None:
-            record.description = changes["description"]
+            record.description = clean_description(changes["description"])
         record.save(update_fields=["name", "description", "modified"])
     return record
 
@@ -580,6 +667,95 @@ def file_download_url(*, user: User, file_id: object) -> str:
         raise _storage_unavailable(exc) from exc
 
 
+def _sniffed_type_problem(record: FileRecord, handler: StorageHandler) -> str | None:
+    """Why the stored bytes' real type is not allowed, or None. Only with ALLOWED_FILE_TYPES."""
+    if not settings.ALLOWED_FILE_TYPES or record.file_size == 0:
+        return None
+    try:
+        head = handler.read_head(record.storage_key, SNIFF_BYTES)
+    except StorageError as exc:
+        raise _storage_unavailable(exc) from exc
+    kind = filetype.guess(head)
+    if kind is None:
+        return None
+    try:
+        check_type_allowed(kind.mime)
+    except UnsupportedFileType:
+        return f"The file's content is {kind.mime}, which is not accepted."
+    return None
+
+
+# --- Resume: what the store holds, fresh URLs -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UploadParts:
+    file: FileRecord
+    parts: list[StoredPart]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
+
+    @property
+    def uploaded_bytes(self) -> int:
+        return sum(part.size for part in self.parts)
+
+
+def _open_upload(user: User, file_id: object, action: str) -> FileRecord:
+    try:
+        record = file_queryset_for_user(user, staff_ok=False).get(pk=file_id)
+    except (FileRecord.DoesNotExist, ValidationError, ValueError) as exc:
+        raise UploadNotFound() from exc
+    _require_open(record, action)
+    if not record.upload_id:
+        raise InvalidTransition("This upload has not started in the store yet.")
+    return record
+
+
+def upload_parts(*, user: User, file_id: object) -> UploadParts:
+    """The parts the store really holds: the source of truth for resuming."""
+    record = _open_upload(user, file_id, "resumed")
+    try:
+        parts = get_storage_handler().list_parts(_multipart(record))
+    except PartNotFound as exc:
+        raise InvalidTransition("This upload no longer exists in the store.") from exc
+    except StorageError as exc:
+        raise _storage_unavailable(exc) from exc
+    return UploadParts(file=record, parts=sorted(parts, key=lambda p: p.part_number))
+
+
+@dataclass(frozen=True, slots=True)
+class PresignedParts:
+    presigned_urls: list[PartTarget]
+    expires_in: int
+
+
+def upload_presign(*, user: User, file_id: object, part_numbers: Sequence[object]) -> PresignedParts:
+    """Fresh URLs for parts of an unfinished upload (resume, expiry, lazy signing)."""
+    record = _open_upload(user, file_id, "signed")
+    numbers = [_strict_int(n, "part_numbers") for n in part_numbers]
+    if not numbers:
+        raise InvalidInput("part_numbers cannot be empty.", {"field": "part_numbers"})
+    if len(numbers) > MAX_PRESIGN_BATCH:
+        raise InvalidInput(
+            f"At most {MAX_PRESIGN_BATCH} parts can be signed per request.",
+            {"field": "part_numbers"},
+        )
+    outside = [n for n in numbers if not 1 <= n <= record.total_parts]
+    if outside:
+        raise InvalidInput(
+            f"Part numbers must be between 1 and {record.total_parts}.",
+            {"field": "part_numbers", "invalid": outside[:20]},
+        )
+    # Signing means the client is still at work: keep cleanup away for another expiry window.
+    FileRecord.objects.filter(pk=record.pk, upload_status__in=FileRecord.OPEN_STATES).update(
+        upload_expires_at=_new_expiry()
+    )
+    expires_in = settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION
+    targets = _presign(get_storage_handler(), _multipart(record), list(dict.fromkeys(numbers)), expires_in)
+    return PresignedParts(presigned_urls=targets, expires_in=expires_in)
+
+
 # --- Local-disk part endpoint --------------------------------------------------------------
 
 
@@ -595,15 +771,16 @@ def local_part_receive(*, token: str, body: Readable, length: int | None) -> str
         raise AccessDenied("This upload is no longer accepting parts.")
     if not 1 <= grant.part_number <= record.total_parts:
         raise AccessDenied("This upload link is invalid.")
+    expected = record.expected_part_size(grant.part_number)
     if length is None:
-        raise LengthRequired("Send the part with a Content-Length header.")
+        # A request with neither Content-Length nor a chunked body has an empty body (RFC 9112
+        # 6.3), and some clients send an empty part that way: only the empty part may do it.
+        if expected != 0:
+            raise LengthRequired("Send the part with a Content-Length header.")
+        length = 0
     try:
         return handler.receive_part(
-            _multipart(record),
-            grant.part_number,
-            body,
-            length=length,
-            limit=record.expected_part_size(grant.part_number),
+            _multipart(record), grant.part_number, body, length=length, limit=expected
         )
     except PartNotFound as exc:
         raise AccessDenied("This upload is no longer accepting parts.") from exc

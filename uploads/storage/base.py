@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -88,6 +89,12 @@ class StorageHandler(Protocol):
 
     def head(self, key: str) -> ObjectInfo: ...
 
+    def read_head(self, key: str, length: int) -> bytes: ...
+
     def delete(self, key: str) -> None: ...
 
     def download_url(self, key: str, *, file_name: str, expires_in: int) -> str: ...
+
+    def list_uploads(self, *, initiated_before: datetime) -> Iterator[MultipartUpload]:
+        """Unfinished multipart uploads in the store started before the given time."""
+        ...

@@ -14,8 +14,9 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -264,6 +265,14 @@ class LocalStorageHandler:
             raise PartNotFound(f"{key}: {exc}") from exc
         return ObjectInfo(size=size, etag="", content_type="")
 
+    def read_head(self, key: str, length: int) -> bytes:
+        try:
+            with self.storage.open(key, "rb") as stored:
+                data: bytes = stored.read(length)
+        except OSError as exc:
+            raise StorageError(f"cannot read {key}: {exc}") from exc
+        return data
+
     def open(self, key: str) -> IO[bytes]:
         return self.storage.open(key, "rb")  # type: ignore[no-any-return]
 
@@ -272,6 +281,16 @@ class LocalStorageHandler:
             self.storage.delete(key)
         except OSError as exc:
             raise StorageError(f"cannot delete {key}: {exc}") from exc
+
+    def list_uploads(self, *, initiated_before: datetime) -> Iterator[MultipartUpload]:
+        cutoff = initiated_before.timestamp()
+        try:
+            entries = list(os.scandir(self.parts_dir))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if _UPLOAD_ID.match(entry.name) and entry.is_dir() and entry.stat().st_mtime < cutoff:
+                yield MultipartUpload(file_id="", key="", upload_id=entry.name)
 
     def download_url(self, key: str, *, file_name: str, expires_in: int) -> str:
         token = _sign({"k": key, "n": file_name, "e": int(time.time()) + expires_in}, DOWNLOAD_SALT)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from contextlib import contextmanager
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
 from django.utils.http import content_disposition_header
 from storages.backends.s3 import S3Storage
 
@@ -20,6 +22,7 @@ from .base import (
     StorageError,
     StoredPart,
 )
+from .s3_presign import UploadPartPresigner
 
 logger = logging.getLogger(__name__)
 
@@ -61,24 +64,17 @@ class S3StorageHandler:
     def presign_parts(
         self, upload: MultipartUpload, part_numbers: Sequence[int], *, expires_in: int
     ) -> list[PartTarget]:
+        if not part_numbers:
+            return []
         with _storage_errors("presign upload_part"):
-            return [
-                PartTarget(
-                    part_number=number,
-                    url=self.client.generate_presigned_url(
-                        "upload_part",
-                        Params={
-                            "Bucket": self.bucket,
-                            "Key": upload.key,
-                            "UploadId": upload.upload_id,
-                            "PartNumber": number,
-                        },
-                        ExpiresIn=expires_in,
-                        HttpMethod="PUT",
-                    ),
-                )
-                for number in part_numbers
-            ]
+            signer = UploadPartPresigner(
+                self.client,
+                bucket=self.bucket,
+                key=upload.key,
+                upload_id=upload.upload_id,
+                expires_in=expires_in,
+            )
+            return [PartTarget(part_number=n, url=signer.url(n)) for n in part_numbers]
 
     def list_parts(self, upload: MultipartUpload) -> list[StoredPart]:
         parts: list[StoredPart] = []
@@ -126,9 +122,28 @@ class S3StorageHandler:
             content_type=response.get("ContentType", ""),
         )
 
+    def read_head(self, key: str, length: int) -> bytes:
+        with _storage_errors("get_object range"):
+            response = self.client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes=0-{length - 1}"
+            )
+            data: bytes = response["Body"].read(length)
+        return data
+
     def delete(self, key: str) -> None:
         with _storage_errors("delete_object"):
             self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def list_uploads(self, *, initiated_before: datetime) -> Iterator[MultipartUpload]:
+        prefix = f"{settings.UPLOADS_KEY_PREFIX}/"
+        with _storage_errors("list_multipart_uploads"):
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] < initiated_before:
+                        yield MultipartUpload(
+                            file_id="", key=upload["Key"], upload_id=upload["UploadId"]
+                        )
 
     def download_url(self, key: str, *, file_name: str, expires_in: int) -> str:
         with _storage_errors("presign get_object"):

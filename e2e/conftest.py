@@ -1,0 +1,232 @@
+"""Browser tests: real Chromium (pytest-playwright) against pytest-django's live server."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# Playwright's sync API runs an asyncio loop in this thread; without this, every ORM call made
+# by a test or fixture while a page is open raises SynchronousOnlyOperation.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, Playwright, expect
+from pytest_django.live_server_helper import LiveServer
+
+# Re-expose the shared fixtures (user, s3, backend) here, because e2e/ is not under tests/ and
+# so does not see tests/conftest.py. An explicit import is the form that works however pytest is
+# invoked: `pytest_plugins = ["tests.conftest"]` is only accepted in a conftest pytest loads up
+# front (it breaks with "non-top-level conftest" under e.g. `pytest .`), and a root conftest.py
+# would hand these fixtures to every directory. `moto_endpoint` is deliberately not imported:
+# the one below replaces it for e2e (Chromium-safe ports); `s3` asks for it by name, so it
+# gets this one.
+from tests.conftest import backend, free_port, s3, user  # noqa: F401
+
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+NO_BROWSER_HELP = (
+    "No Chromium for the browser tests. Install one and run again:\n"
+    "  Debian/Ubuntu: apt-get install -y chromium   (found at /usr/bin/chromium)\n"
+    "  elsewhere:     .venv/bin/playwright install chromium\n"
+    "or point CHROMIUM_PATH at a Chromium/Chrome binary."
+)
+
+# Ports Chromium refuses with net::ERR_UNSAFE_PORT (net/base/port_util.cc, kRestrictedPorts).
+# Kernel-assigned ports (32768+ on Linux) never hit these, but a tuned ephemeral range could.
+CHROMIUM_UNSAFE_PORTS = frozenset(
+    {1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101,
+     102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389,
+     427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636,
+     989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566,
+     6665, 6666, 6667, 6668, 6669, 6697, 10080}
+)  # fmt: skip
+
+PASSWORD = "alice-pass"  # the password tests/conftest.py's `user` is created with
+
+ARTIFACTS_DIR_NAME = "e2e-artifacts"
+ACTION_TIMEOUT_MS = 15_000
+_phase_reports = pytest.StashKey[dict[str, pytest.TestReport]]()
+_failed_artifacts = pytest.StashKey[list[Path]]()
+
+
+# --- Chromium -------------------------------------------------------------------------------
+
+
+def _chromium_executable() -> str | None:
+    """CHROMIUM_PATH, else a distribution Chromium, else None (Playwright's own browser)."""
+    configured = os.environ.get("CHROMIUM_PATH")
+    if configured:
+        if not os.access(configured, os.X_OK):
+            pytest.fail(
+                f"CHROMIUM_PATH={configured} is not an executable file.\n{NO_BROWSER_HELP}",
+                pytrace=False,
+            )
+        return configured
+    return next((path for path in CHROMIUM_CANDIDATES if os.access(path, os.X_OK)), None)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(
+    browser_type_launch_args: dict[str, Any], browser_name: str, playwright: Playwright
+) -> dict[str, Any]:
+    if browser_name != "chromium":  # --browser firefox/webkit: leave Playwright's defaults
+        return browser_type_launch_args
+    args = {**browser_type_launch_args, "args": CHROMIUM_ARGS}
+    executable = _chromium_executable()
+    if executable:
+        # `--browser-channel` cannot name a distribution build, so pass the binary itself.
+        args["executable_path"] = executable
+    elif not Path(playwright.chromium.executable_path).exists():
+        pytest.fail(NO_BROWSER_HELP, pytrace=False)
+    return args
+
+
+# --- servers on ports Chromium accepts ------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """tests/conftest.py's moto server, on a port the browser is allowed to reach."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    while port in CHROMIUM_UNSAFE_PORTS:
+        port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """pytest-django's live server (same address rules), never on a port Chromium refuses."""
+    addr = (
+        request.config.getvalue("liveserver")
+        or os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS")
+        or "localhost"
+    )
+    server = LiveServer(addr)
+    if ":" not in addr:  # the OS chose the port: choose again until Chromium accepts it
+        for _ in range(20):
+            if server.thread.port not in CHROMIUM_UNSAFE_PORTS:
+                break
+            server.stop()
+            server = LiveServer(addr)
+    if server.thread.port in CHROMIUM_UNSAFE_PORTS:
+        server.stop()
+        pytest.fail(f"live server port {server.thread.port} is refused by Chromium (unsafe port)")
+    yield server
+    server.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # pytest-playwright 0.10's own `base_url` fixture trips pytest 9's deprecation of
+    # session fixtures on classes; not ours to fix, so keep it out of every run's summary.
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(
+                pytest.mark.filterwarnings(
+                    "ignore:Session-scoped fixtures defined as instance methods"
+                    ":pytest.PytestRemovedIn10Warning"
+                )
+            )
+
+
+# --- failure artifacts: a screenshot and a trace under e2e-artifacts/ -----------------------
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    # Keep each phase's report on the item so fixture teardown can tell whether the test failed.
+    report = yield
+    item.stash.setdefault(_phase_reports, {})[report.when] = report
+    return report
+
+
+def _test_failed(item: pytest.Item) -> bool:
+    reports = item.stash.get(_phase_reports, {})
+    return any(reports[when].failed for when in ("setup", "call") if when in reports)
+
+
+@pytest.fixture
+def context(
+    new_context: Any, request: pytest.FixtureRequest, pytestconfig: pytest.Config
+) -> Iterator[BrowserContext]:
+    """pytest-playwright's context, traced; on failure the trace and screenshots are kept."""
+    context = new_context()
+    # Everything here talks to loopback servers: a missing element or a dead page should fail
+    # in seconds, not after Playwright's 30 s default.
+    context.set_default_timeout(ACTION_TIMEOUT_MS)
+    # With --tracing on/retain-on-failure pytest-playwright already traces this context.
+    own_trace = pytestconfig.getoption("--tracing") == "off"
+    if own_trace:
+        context.tracing.start(screenshots=True, snapshots=True, sources=True)
+    yield context
+
+    if not _test_failed(request.node):
+        if own_trace:
+            context.tracing.stop()
+        return
+    slug = re.sub(r"[^\w.-]+", "-", request.node.nodeid).strip("-")
+    folder = pytestconfig.rootpath / ARTIFACTS_DIR_NAME / slug
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for index, page in enumerate(context.pages):
+        try:
+            page.screenshot(path=folder / f"screenshot-{index + 1}.png", full_page=True)
+        except Exception as exc:  # a crashed page must not hide the test's own failure
+            (folder / f"screenshot-{index + 1}.error.txt").write_text(repr(exc))
+    if own_trace:
+        context.tracing.stop(path=folder / "trace.zip")
+    pytestconfig.stash.setdefault(_failed_artifacts, []).append(folder)
+    trace_hint = f"  open the trace: playwright show-trace {folder / 'trace.zip'}"
+    print(f"\nPlaywright artifacts: {folder}\n{trace_hint if own_trace else ''}")
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    folders = config.stash.get(_failed_artifacts, [])
+    if folders:
+        terminalreporter.section("e2e artifacts")
+        terminalreporter.write_line(
+            f"Screenshots and traces of failed browser tests in {folders[0].parent}:"
+        )
+        for folder in folders:
+            terminalreporter.write_line(f"  {folder}")
+
+
+# --- signed-in page -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def signed_in_page(
+    page: Page,
+    live_server: LiveServer,
+    transactional_db: None,
+    user: Any,  # noqa: F811 (the fixture imported above, requested by name)
+) -> Page:
+    """`page` signed in as `user` through the real login form, on the page sign-in leads to."""
+    # Always the live server's own host (localhost): S3 CORS rules match this exact origin.
+    page.goto(f"{live_server.url}/accounts/login/")
+    username = user.get_username()
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    # Where "home" lands a signed-in user is the portal's business; any page of this server
+    # that is not the login form and names the user in the main navigation will do.
+    expect(page).to_have_url(re.compile(rf"^{re.escape(live_server.url)}/(?!accounts/login/)"))
+    expect(page.get_by_role("navigation", name="Main")).to_contain_text(username)
+    return page

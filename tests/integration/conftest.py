@@ -1,0 +1,41 @@
+"""Fixtures for the integration tests: real HTTP against `live_server`, parts PUT to whatever
+URL the API hands out (the app's /local/parts/ URLs, or presigned URLs to the moto server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.helpers import HttpApi
+
+from .support import KIB, MIB, Sizes, Store
+
+
+@pytest.fixture
+def sizes(backend: str) -> Sizes:
+    return Sizes(part=5 * MIB if backend == "s3" else 64 * KIB)
+
+
+@pytest.fixture
+def http_api(live_server: Any, user: Any, transactional_db: Any) -> Iterator[HttpApi]:
+    api = HttpApi(live_server.url, user)
+    yield api
+    # Close the kept-alive connections now: a server thread idling on one would otherwise outlive
+    # the session's live server and touch the SQLite connection after it stopped being shared.
+    api.session.close()
+
+
+@pytest.fixture
+def store(backend: str, request: pytest.FixtureRequest) -> Store:
+    return Store(backend, request)
+
+
+@pytest.fixture
+def local_storage(settings: Any) -> None:
+    """Pin the local-disk handler, whatever the environment configured."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    }

@@ -1,0 +1,17 @@
+"""django-q2 entry points: thin wrappers that call a service and return its counts."""
+
+from __future__ import annotations
+
+from .services import cleanup
+
+
+def cleanup_expired_uploads() -> dict[str, int | bool]:
+    return cleanup.cleanup_expired_uploads().as_dict()
+
+
+def cleanup_failed_uploads(days_old: int = 7) -> dict[str, int | bool]:
+    return cleanup.cleanup_failed_uploads(days_old).as_dict()
+
+
+def reconcile_storage() -> dict[str, int | bool]:
+    return cleanup.reconcile_storage().as_dict()
