@@ -259,3 +259,8 @@ LOGGING = {
 UPLOADS_CORS_ORIGINS = env_list(
     "UPLOADS_CORS_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000"
 )
+
+# An in-flight upload with no new part for this long is flagged as stalled on the dashboard.
+UPLOADS_STALLED_MINUTES = env_int("UPLOADS_STALLED_MINUTES", 10)
+# Seconds the dashboard caches what the store says about in-flight uploads.
+UPLOADS_PROGRESS_CACHE_SECONDS = env_int("UPLOADS_PROGRESS_CACHE_SECONDS", 5)

@@ -76,3 +76,41 @@ class ParentForm(forms.Form):
             "parent_content_type": data.get("parent_content_type") or None,
             "parent_object_id": data.get("parent_object_id") or None,
         }
+
+
+class StaffFilterForm(forms.Form):
+    """Filters of the staff table; every field optional, invalid values fall back to defaults."""
+
+    user = forms.CharField(label="User", required=False, max_length=150)
+    status = forms.ChoiceField(label="Status", choices=STATUS_CHOICES, required=False)
+    content_type = forms.CharField(label="Content type", required=False, max_length=255)
+    parent_type = forms.CharField(label="Parent type", required=False, max_length=100)
+    created_from = forms.DateField(
+        label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    created_to = forms.DateField(
+        label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    q = forms.CharField(label="Name", required=False, max_length=255)
+    sort = forms.ChoiceField(label="Sort", choices=SORT_CHOICES, required=False)
+    stale = forms.BooleanField(label="Stale only", required=False)
+    failed_24h = forms.BooleanField(label="Failed in the last 24 h", required=False)
+
+    def cleaned_filters(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.is_bound:
+            self.is_valid()
+            # Keep every field that validated; drop only the invalid ones.
+            data = {k: v for k, v in self.cleaned_data.items() if k not in self.errors}
+        return {
+            "user": data.get("user") or "",
+            "status": data.get("status") or STATUS_ALL,
+            "content_type": data.get("content_type") or "",
+            "parent_type": data.get("parent_type") or "",
+            "created_from": data.get("created_from"),
+            "created_to": data.get("created_to"),
+            "search": data.get("q") or "",
+            "ordering": data.get("sort") or "-created",
+            "stale": bool(data.get("stale")),
+            "failed_24h": bool(data.get("failed_24h")),
+        }

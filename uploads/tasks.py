@@ -15,3 +15,12 @@ def cleanup_failed_uploads(days_old: int = 7) -> dict[str, int | bool]:
 
 def reconcile_storage() -> dict[str, int | bool]:
     return cleanup.reconcile_storage().as_dict()
+
+
+def cleanup_all() -> dict[str, dict[str, int | bool]]:
+    """Every cleanup step, as the staff dashboard's "run cleanup now" starts it."""
+    return {
+        "expired": cleanup_expired_uploads(),
+        "failed": cleanup_failed_uploads(),
+        "reconcile": reconcile_storage(),
+    }

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
-from . import local_views, views
+from . import local_views, staff_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -16,3 +16,17 @@ urlpatterns = [
     path("local/parts/<str:token>/", local_views.part_upload, name="local-part"),
     path("local/download/<str:token>/", local_views.download, name="local-download"),
 ]
+
+staff_urlpatterns = [
+    path("", staff_views.dashboard, name="staff-dashboard"),
+    path("progress/", staff_views.progress, name="staff-progress"),
+    path("bulk/", staff_views.bulk_action, name="staff-bulk"),
+    path(
+        "files/<str:file_id>/<str:action>/",
+        staff_views.file_action,
+        name="staff-file-action",
+    ),
+    path("cleanup/", staff_views.cleanup_run, name="staff-cleanup"),
+    path("cleanup/<str:task_id>/", staff_views.cleanup_status, name="staff-cleanup-status"),
+]
+urlpatterns.append(path("staff/", include(staff_urlpatterns)))

@@ -265,8 +265,8 @@ def test_initiate_refuses_a_non_json_body(api):
     response = api.client.post(
         UPLOADS, data="{not json", content_type="application/json", headers=api.headers
     )
-    assert response.status_code in (400, 422)
-    assert response.json()["code"] == "invalid"
+    assert_error(response, 400, "invalid")
+    assert not FileRecord.objects.exists()
 
 
 @pytest.mark.parametrize(
@@ -650,12 +650,15 @@ def test_presign_gives_fresh_working_urls(api, content):
     assert download_bytes(api, init["id"]) == content
 
 
-@pytest.mark.parametrize("numbers", [[0], [4], [True]], ids=["zero", "past-end", "true"])
-def test_presign_refuses_part_numbers_outside_the_upload(api, content, numbers):
+@pytest.mark.parametrize(
+    ("numbers", "status"),
+    [([0], 400), ([4], 400), ([True], 422), ([], 422)],
+    ids=["zero", "past-end", "true", "empty"],
+)
+def test_presign_refuses_part_numbers_outside_the_upload(api, content, numbers, status):
     init = initiate(api, len(content))
     response = api.post(f"{UPLOADS}/{init['id']}/presign", {"part_numbers": numbers})
-    assert response.status_code in (400, 422), response.content
-    assert response.json()["code"] == "invalid"
+    assert_error(response, status, "invalid")
 
 
 def test_parts_and_presign_of_a_completed_upload_are_conflicts(api, content):
@@ -1006,10 +1009,8 @@ def test_token_pair_with_nul_in_the_username_is_refused(anon_api, user):
 
 def test_token_pair_without_fields_is_an_input_error(anon_api, user):
     response = anon_api.post("/v1/auth/token/pair", {})
-    assert response.status_code in (400, 422)
-    body = response.json()
-    assert body["code"] == "invalid"
-    assert isinstance(body["detail"], str)
+    body = assert_error(response, 400, "invalid")
+    assert "access" not in body
 
 
 def test_token_refresh_gives_a_working_access_token(anon_api, user):

@@ -7,12 +7,14 @@ import base64
 import hashlib
 import json
 import random
+import socket
 import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -32,7 +34,7 @@ PART = 4 * KIB
 
 
 def parts_dir(upload: dict[str, Any]) -> Path:
-    return Path(settings.UPLOADS_LOCAL_PARTS_DIR) / upload["upload_id"]
+    return Path(settings.UPLOADS_LOCAL_PARTS_DIR) / str(upload["upload_id"])
 
 
 def stored_files(upload: dict[str, Any]) -> list[str]:
@@ -41,7 +43,7 @@ def stored_files(upload: dict[str, Any]) -> list[str]:
 
 
 def url_of(upload: dict[str, Any], part_number: int) -> str:
-    return next(t["url"] for t in upload["presigned_urls"] if t["part_number"] == part_number)
+    return str(next(t["url"] for t in upload["presigned_urls"] if t["part_number"] == part_number))
 
 
 def with_token(url: str, token: str) -> str:
@@ -93,7 +95,7 @@ def test_expired_token_is_refused(
 ) -> None:
     url = url_of(upload, 1)
     # The server's clock moves past the link's expiry; nothing else changes.
-    later = time.time() + settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION + 1
+    later = time.time() + int(settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION or 0) + 1
     monkeypatch.setattr(local_storage_module, "time", SimpleNamespace(time=lambda: later))
 
     body = assert_error(HttpApi.put(url, content[:PART]), 403, "forbidden")
@@ -117,8 +119,12 @@ def test_foreign_tokens_are_refused(
         _sign({"f": upload["id"], "u": upload["upload_id"], "p": 4, "e": expires}, PART_SALT),
         # A file that does not exist.
         _sign(
-            {"f": "00000000-0000-0000-0000-000000000000", "u": upload["upload_id"], "p": 1,
-             "e": expires},
+            {
+                "f": "00000000-0000-0000-0000-000000000000",
+                "u": upload["upload_id"],
+                "p": 1,
+                "e": expires,
+            },
             PART_SALT,
         ),
         # A valid token of another kind (a download link) is no part token.
@@ -141,7 +147,7 @@ def test_token_is_dead_after_complete(
     assert_error(replay, 403, "forbidden")
     assert not parts_dir(upload).exists()
     record = FileRecord.objects.get(pk=upload["id"])
-    assert (Path(settings.MEDIA_ROOT) / record.file.name).read_bytes() == content
+    assert (Path(settings.MEDIA_ROOT) / record.storage_key).read_bytes() == content
 
 
 def test_token_is_dead_after_abort(
@@ -209,9 +215,7 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def test_a_64_mib_part_streams_to_disk_in_flat_memory(
-    http_api: HttpApi, settings: Any
-) -> None:
+def test_a_64_mib_part_streams_to_disk_in_flat_memory(http_api: HttpApi, settings: Any) -> None:
     size = 64 * MIB
     budget = 20 * MIB
     settings.MAX_FILE_UPLOAD_SIZE = max(settings.MAX_FILE_UPLOAD_SIZE, size)
@@ -246,4 +250,24 @@ def test_a_64_mib_part_streams_to_disk_in_flat_memory(
     assert done.status_code == 200, done.text
     assert peak - start < budget, f"complete grew memory by {(peak - start) / MIB:.1f} MiB"
     record = FileRecord.objects.get(pk=upload["id"])
-    assert file_md5(Path(settings.MEDIA_ROOT) / record.file.name) == expected
+    assert file_md5(Path(settings.MEDIA_ROOT) / record.storage_key) == expected
+
+
+def test_body_cut_short_keeps_no_part(upload: dict[str, Any], content: bytes) -> None:
+    # The client promises a full part, sends half, and stops sending (a dropped connection).
+    url = urlsplit(url_of(upload, 1))
+    body = content[:PART]
+    with socket.create_connection((url.hostname, url.port), timeout=30) as conn:
+        conn.sendall(
+            f"PUT {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body[: PART // 2]
+        )
+        conn.shutdown(socket.SHUT_WR)
+        # Reading to the end waits until the server has finished with the request.
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+
+    assert not answer.startswith(b"HTTP/1.1 200"), answer
+    assert stored_files(upload) == []

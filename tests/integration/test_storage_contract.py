@@ -58,7 +58,7 @@ def test_upload_then_download_gives_the_same_bytes(
 
     record = FileRecord.objects.get(pk=upload["id"])
     assert record.upload_status == Status.COMPLETED
-    assert store.object_bytes(record.file.name) == content
+    assert store.object_bytes(record.storage_key) == content
     assert not store.upload_alive(upload["upload_id"])
 
     # Complete is idempotent: the same parts again give the same file.
@@ -84,7 +84,7 @@ def test_abort_removes_the_upload_from_the_store(
     assert detail.status_code == 200
     assert detail.json()["upload_status"] == Status.ABORTED
     assert FileRecord.objects.get(pk=upload["id"]).upload_status == Status.ABORTED
-    assert store.object_bytes(FileRecord.objects.get(pk=upload["id"]).file.name) is None
+    assert store.object_bytes(FileRecord.objects.get(pk=upload["id"]).storage_key) is None
 
 
 def _truncated(upload: dict[str, Any], content: bytes, sizes: Sizes) -> list[dict[str, Any]]:
@@ -125,7 +125,7 @@ def test_complete_refuses_parts_that_do_not_make_the_file(
     assert record.failure_reason
     assert body["detail"] == record.failure_reason
     assert not store.upload_alive(upload["upload_id"])
-    assert store.object_bytes(record.file.name) is None
+    assert store.object_bytes(record.storage_key) is None
     detail = http_api.call("GET", f"/v1/files/{upload['id']}").json()
     assert detail["upload_status"] == Status.FAILED
     assert detail["failure_reason"] == record.failure_reason
@@ -159,7 +159,7 @@ def test_oversized_part_never_completes(
     assert record.upload_status == Status.FAILED
     assert "Part 1" in record.failure_reason
     assert not store.upload_alive(upload["upload_id"])
-    assert store.object_bytes(record.file.name) is None
+    assert store.object_bytes(record.storage_key) is None
 
 
 def test_s3_list_parts_reads_every_page(s3: Any) -> None:

@@ -28,17 +28,21 @@ SIZES = Sizes(part=5 * MIB)
 
 
 def connection_error(s3: Any, operation: str) -> Exception:
-    return EndpointConnectionError(endpoint_url=f"{s3.endpoint}/{s3.bucket}?{operation}")
+    error: Exception = EndpointConnectionError(
+        endpoint_url=f"{s3.endpoint}/{s3.bucket}?{operation}"
+    )
+    return error
 
 
 def slow_down(s3: Any, operation: str) -> Exception:
-    return ClientError(
+    error: Exception = ClientError(
         {
             "Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
             "ResponseMetadata": {"HTTPStatusCode": 503},
         },
         operation,
     )
+    return error
 
 
 FAULTS = pytest.mark.parametrize("fault", [connection_error, slow_down], ids=["down", "slowdown"])
@@ -70,15 +74,26 @@ def assert_storage_unavailable(response: requests.Response, s3: Any, error: Exce
     body = assert_error(response, 503, "storage_unavailable")
     text = response.text
     port = s3.endpoint.rsplit(":", 1)[1]
-    for leak in (str(error), s3.endpoint, "127.0.0.1", port, s3.bucket, "SlowDown",
-                 "reduce your request rate", "Could not connect", "endpoint", "botocore",
-                 "Multipart", "Traceback"):
+    for leak in (
+        str(error),
+        s3.endpoint,
+        "127.0.0.1",
+        port,
+        s3.bucket,
+        "SlowDown",
+        "reduce your request rate",
+        "Could not connect",
+        "endpoint",
+        "botocore",
+        "Multipart",
+        "Traceback",
+    ):
         assert leak not in text, f"{leak!r} leaked into {body}"
 
 
 def assert_completed_only_with_objects(store: Store) -> None:
     for record in FileRecord.objects.filter(upload_status=Status.COMPLETED):
-        assert store.object_bytes(record.file.name) is not None, record.pk
+        assert store.object_bytes(record.storage_key) is not None, record.pk
 
 
 @pytest.fixture
@@ -98,7 +113,11 @@ def start_upload(http_api: HttpApi, content: bytes) -> tuple[dict[str, Any], lis
 
 @FAULTS
 def test_initiate_when_s3_fails(
-    s3: Any, http_api: HttpApi, store: Store, content: bytes, monkeypatch: pytest.MonkeyPatch,
+    s3: Any,
+    http_api: HttpApi,
+    store: Store,
+    content: bytes,
+    monkeypatch: pytest.MonkeyPatch,
     fault: Callable[[Any, str], Exception],
 ) -> None:
     error = fault(s3, "CreateMultipartUpload")
@@ -118,8 +137,13 @@ def test_initiate_when_s3_fails(
 @FAULTS
 @pytest.mark.parametrize("operation", ["ListParts", "CompleteMultipartUpload"])
 def test_complete_when_s3_fails(
-    s3: Any, http_api: HttpApi, store: Store, content: bytes, monkeypatch: pytest.MonkeyPatch,
-    fault: Callable[[Any, str], Exception], operation: str,
+    s3: Any,
+    http_api: HttpApi,
+    store: Store,
+    content: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: Callable[[Any, str], Exception],
+    operation: str,
 ) -> None:
     upload, parts = start_upload(http_api, content)
     error = fault(s3, operation)
@@ -131,7 +155,7 @@ def test_complete_when_s3_fails(
     assert_storage_unavailable(response, s3, error)
     record = FileRecord.objects.get(pk=upload["id"])
     assert record.upload_status == Status.UPLOADING
-    assert store.object_bytes(record.file.name) is None
+    assert store.object_bytes(record.storage_key) is None
     assert store.upload_alive(upload["upload_id"])
     assert_completed_only_with_objects(store)
 
@@ -144,7 +168,11 @@ def test_complete_when_s3_fails(
 
 @FAULTS
 def test_complete_whose_answer_was_lost(
-    s3: Any, http_api: HttpApi, store: Store, content: bytes, monkeypatch: pytest.MonkeyPatch,
+    s3: Any,
+    http_api: HttpApi,
+    store: Store,
+    content: bytes,
+    monkeypatch: pytest.MonkeyPatch,
     fault: Callable[[Any, str], Exception],
 ) -> None:
     upload, parts = start_upload(http_api, content)
@@ -167,7 +195,11 @@ def test_complete_whose_answer_was_lost(
 
 @FAULTS
 def test_abort_when_s3_fails(
-    s3: Any, http_api: HttpApi, store: Store, content: bytes, monkeypatch: pytest.MonkeyPatch,
+    s3: Any,
+    http_api: HttpApi,
+    store: Store,
+    content: bytes,
+    monkeypatch: pytest.MonkeyPatch,
     fault: Callable[[Any, str], Exception],
 ) -> None:
     upload, _ = start_upload(http_api, content)

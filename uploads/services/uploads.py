@@ -257,6 +257,11 @@ def _locked(user: User, file_id: object, *, staff_ok: bool = True) -> FileRecord
         raise UploadNotFound() from exc
 
 
+def _actor(user: User) -> str:
+    name = user.get_username() if user.is_authenticated else "anonymous"
+    return f"staff {name}" if getattr(user, "is_staff", False) else f"user {name}"
+
+
 def _multipart(record: FileRecord) -> MultipartUpload:
     return MultipartUpload(file_id=str(record.pk), key=record.storage_key, upload_id=record.upload_id)
 
@@ -600,6 +605,7 @@ def upload_abort(*, user: User, file_id: object) -> FileRecord:
         raise _storage_unavailable(exc) from exc
     FileRecord.objects.filter(pk=record.pk, upload_status=Status.ABORTED).update(upload_id="")
     record.upload_id = ""
+    logger.info("%s aborted upload %s (%s)", _actor(user), record.pk, record.file_name)
     return record
 
 
@@ -615,6 +621,7 @@ def file_delete(*, user: User, file_id: object) -> None:
         except StorageError as exc:
             raise _storage_unavailable(exc) from exc
     FileRecord.objects.filter(pk=record.pk).delete()
+    logger.info("%s deleted file %s (%s)", _actor(user), record.pk, record.file_name)
 
 
 def file_update(*, user: User, file_id: object, **changes: Any) -> FileRecord:

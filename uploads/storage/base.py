@@ -50,6 +50,8 @@ class StoredPart:
     part_number: int
     size: int
     etag: str
+    # When the store received the part; None where a store does not say.
+    last_modified: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

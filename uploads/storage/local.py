@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -26,7 +26,7 @@ from django.core.files import File
 from django.core.files.storage import Storage
 from django.urls import reverse
 
-from ..errors import AccessDenied, UploadTooLarge
+from ..errors import AccessDenied, InvalidInput, UploadTooLarge
 from .base import (
     MIB,
     CompletedPart,
@@ -194,6 +194,13 @@ class LocalStorageHandler:
                     received += len(chunk)
                     digest.update(chunk)
                     out.write(chunk)
+            if received < length:
+                # The client went away mid-body. As on S3, a cut-short PUT stores nothing: a
+                # short part kept here would be listed for resume and then fail the upload.
+                raise InvalidInput(
+                    f"Part {part_number} ended after {received} of {length} bytes.",
+                    {"field": "body"},
+                )
             etag = digest.hexdigest()
             final = directory / f"{part_number:05d}.{etag}"
             os.replace(temp, final)
@@ -217,9 +224,15 @@ class LocalStorageHandler:
             match = _PART_FILE.match(entry.name)
             if match:
                 number = int(match.group(1))
+                stat = entry.stat()
                 found[number] = (
                     Path(entry.path),
-                    StoredPart(number, entry.stat().st_size, match.group(2)),
+                    StoredPart(
+                        number,
+                        stat.st_size,
+                        match.group(2),
+                        datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+                    ),
                 )
         return found
 

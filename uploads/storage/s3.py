@@ -85,7 +85,12 @@ class S3StorageHandler:
                 Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id
             ):
                 parts.extend(
-                    StoredPart(part_number=p["PartNumber"], size=p["Size"], etag=p["ETag"])
+                    StoredPart(
+                        part_number=p["PartNumber"],
+                        size=p["Size"],
+                        etag=p["ETag"],
+                        last_modified=p.get("LastModified"),
+                    )
                     for p in page.get("Parts", [])
                 )
         return parts

@@ -1,0 +1,208 @@
+"""Staff dashboard: everyone's files, totals, live progress of uploads in flight, cleanup.
+
+Actions go through the same services as the API (abort, delete); the services log who did what.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django_q.models import Schedule, Task
+from django_q.tasks import async_task
+
+from . import selectors
+from .errors import UploadError
+from .forms import StaffFilterForm
+from .models import FileRecord
+from .schedules import SCHEDULES
+from .services import uploads as services
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 50
+CHART_WIDTH, CHART_HEIGHT = 600, 120
+BULK_LIMIT = 500
+CLEANUP_TASK = "uploads.tasks.cleanup_all"
+
+View = Callable[..., HttpResponse]
+
+
+def staff_required(view: View) -> View:
+    """Anonymous → sign-in page; signed-in non-staff → 403."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_staff:
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _filters(request: HttpRequest) -> tuple[StaffFilterForm, selectors.StaffFilters, str]:
+    form = StaffFilterForm(request.GET or None)
+    values = form.cleaned_filters()
+    failed_24h = values.pop("failed_24h")
+    filters = selectors.StaffFilters(
+        **values, failed_since=timezone.now() - timedelta(hours=24) if failed_24h else None
+    )
+    query = request.GET.copy()
+    query.pop("page", None)
+    return form, filters, query.urlencode()
+
+
+def _table_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
+    form, filters, query = _filters(request)
+    page = Paginator(selectors.staff_file_list(filters), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    rows = list(page.object_list)
+    in_flight = [row for row in rows if row.is_open]
+    return {
+        "form": form,
+        "filters": filters,
+        "query": query,
+        "page": page,
+        "rows": rows,
+        "in_flight_ids": ",".join(str(row.pk) for row in in_flight),
+        **extra,
+    }
+
+
+def _chart(per_day: list[tuple[Any, int]]) -> dict[str, Any]:
+    top = max((count for _, count in per_day), default=0) or 1
+    step = CHART_WIDTH / max(len(per_day), 1)
+    bars = []
+    for index, (day, count) in enumerate(per_day):
+        height = round((CHART_HEIGHT - 20) * count / top)
+        bars.append(
+            {
+                "x": round(index * step + 1, 1),
+                "y": CHART_HEIGHT - 16 - height,
+                "width": round(step - 2, 1),
+                "height": height,
+                "day": day,
+                "count": count,
+            }
+        )
+    return {"bars": bars, "width": CHART_WIDTH, "height": CHART_HEIGHT, "max": top}
+
+
+def _cleanup_context() -> dict[str, Any]:
+    names = [spec["name"] for spec in SCHEDULES]
+    return {
+        "runs": Task.objects.filter(func__startswith="uploads.tasks.").order_by("-stopped")[:8],
+        "schedules": Schedule.objects.filter(name__in=names).order_by("next_run"),
+    }
+
+
+@staff_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "uploads/staff/dashboard.html#staff-table", _table_context(request))
+    stats = selectors.dashboard_stats()
+    context = _table_context(
+        request,
+        stats=stats,
+        chart=_chart(stats.per_day),
+        notice=request.session.pop("staff_notice", None),
+        **_cleanup_context(),
+    )
+    return render(request, "uploads/staff/dashboard.html", context)
+
+
+@staff_required
+@require_GET
+def progress(request: HttpRequest) -> HttpResponse:
+    """Polled while uploads are in flight: parts stored per row, read from the store."""
+    ids = [value for value in request.GET.get("ids", "").split(",") if value][:PAGE_SIZE]
+    records = list(FileRecord.objects.filter(pk__in=ids)) if ids else []
+    progress = selectors.upload_progress(records)
+    rows = [(record, progress.get(str(record.pk))) for record in records]
+    return render(request, "uploads/staff/_progress.html", {"rows": rows})
+
+
+def _act(request: HttpRequest, action: str, ids: list[str]) -> tuple[int, list[str]]:
+    """Run one action on each id through the services; refusals become per-row messages."""
+    done, refused = 0, []
+    for file_id in ids:
+        try:
+            if action == "abort":
+                services.upload_abort(user=request.user, file_id=file_id)
+            else:
+                services.file_delete(user=request.user, file_id=file_id)
+            done += 1
+        except UploadError as exc:
+            name = FileRecord.objects.filter(pk=file_id).values_list("file_name", flat=True).first()
+            refused.append(f"{name or file_id}: {exc.message}")
+    return done, refused
+
+
+@staff_required
+@require_POST
+def file_action(request: HttpRequest, file_id: str, action: str) -> HttpResponse:
+    if action not in {"abort", "delete"}:
+        raise Http404
+    done, refused = _act(request, action, [file_id])
+    return _after_action(request, action, done, refused)
+
+
+@staff_required
+@require_POST
+def bulk_action(request: HttpRequest) -> HttpResponse:
+    action = request.POST.get("action", "")
+    ids = list(dict.fromkeys(request.POST.getlist("ids")))[:BULK_LIMIT]
+    if action not in {"abort", "delete"} or not ids:
+        return _after_action(request, action, 0, ["Select at least one file and an action."])
+    if request.POST.get("confirm") != "yes":
+        return render(
+            request,
+            "uploads/staff/_bulk_confirm.html",
+            {"action": action, "ids": ids, "count": len(ids), "query": request.POST.get("query", "")},
+        )
+    done, refused = _act(request, action, ids)
+    return _after_action(request, action, done, refused)
+
+
+def _after_action(request: HttpRequest, action: str, done: int, refused: list[str]) -> HttpResponse:
+    verb = {"abort": "aborted", "delete": "deleted"}.get(action, "changed")
+    notice = {"done": done, "verb": verb, "refused": refused}
+    # The filters the page was showing travel with the form, so the table comes back the same.
+    query = request.POST.get("query", "")
+    if request.htmx:  # type: ignore[attr-defined]
+        request.GET = QueryDict(query)
+        context = _table_context(request, notice=notice)
+        return render(request, "uploads/staff/dashboard.html#staff-table", context)
+    request.session["staff_notice"] = notice
+    return redirect(f"{reverse('staff-dashboard')}?{query}")
+
+
+@staff_required
+@require_POST
+def cleanup_run(request: HttpRequest) -> HttpResponse:
+    task_id = async_task(CLEANUP_TASK, task_name=f"cleanup by {request.user.get_username()}")
+    logger.info("%s started a cleanup run (task %s)", request.user.get_username(), task_id)
+    return render(request, "uploads/staff/_cleanup_status.html", {"task_id": task_id, "task": None})
+
+
+@staff_required
+@require_GET
+def cleanup_status(request: HttpRequest, task_id: str) -> HttpResponse:
+    task = Task.objects.filter(id=task_id).first()
+    context = {"task_id": task_id, "task": task, **(_cleanup_context() if task else {})}
+    return render(request, "uploads/staff/_cleanup_status.html", context)
