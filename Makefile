@@ -46,8 +46,13 @@ migrate: install
 	$(DEV_ENV) $(PY) manage.py migrate --noinput
 	$(DEV_ENV) $(PY) manage.py create_demo_users
 
+# The django-q2 worker runs beside the web server, so scheduled cleanup and the staff
+# dashboard's "run cleanup now" work on a laptop too.
 run: migrate
 	@echo "Portal: http://$(HOST):$(PORT)/  (demo/demo, staff admin/admin)  API docs: /v1/docs"
+	@set -e; \
+	$(DEV_ENV) $(PY) manage.py qcluster >/dev/null 2>&1 & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(DEV_ENV) $(PY) manage.py runserver $(HOST):$(PORT)
 
 # The true direct-to-S3 flow on a laptop: a moto S3 server on loopback, a bucket whose CORS
@@ -60,8 +65,10 @@ run-s3: migrate
 	@set -e; \
 	MOTO_DISABLE_GLOBAL_CORS=1 $(VENV)/bin/moto_server -H 127.0.0.1 -p $(MOTO_PORT) >/dev/null 2>&1 & moto=$$!; \
 	trap 'kill $$moto 2>/dev/null' EXIT INT TERM; \
-	for i in $$(seq 50); do curl -s -o /dev/null http://127.0.0.1:$(MOTO_PORT) && break; sleep 0.1; done; \
+	$(PY) -c "import socket, time; [time.sleep(0.1) for _ in range(100) if socket.socket().connect_ex(('127.0.0.1', $(MOTO_PORT)))]"; \
 	$(S3_ENV) $(PY) manage.py setup_bucket --create --abort-incomplete-days 7; \
+	$(S3_ENV) $(PY) manage.py qcluster >/dev/null 2>&1 & worker=$$!; \
+	trap 'kill $$moto $$worker 2>/dev/null' EXIT INT TERM; \
 	echo "Portal: http://$(HOST):$(PORT)/  S3 endpoint: http://127.0.0.1:$(MOTO_PORT) bucket $(BUCKET)"; \
 	$(S3_ENV) $(PY) manage.py runserver $(HOST):$(PORT)
 

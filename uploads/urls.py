@@ -13,8 +13,8 @@ urlpatterns = [
     path("files/<str:file_id>/edit/", views.file_edit, name="file-edit"),
     path("files/<str:file_id>/parent/", views.file_set_parent, name="file-parent"),
     path("files/<str:file_id>/delete/", views.file_delete, name="file-delete"),
-    path("local/parts/<str:token>/", local_views.part_upload, name="local-part"),
-    path("local/download/<str:token>/", local_views.download, name="local-download"),
+    path("local/parts/<str:token>", local_views.part_upload, name="local-part"),
+    path("local/download/<str:token>", local_views.download, name="local-download"),
 ]
 
 staff_urlpatterns = [

@@ -961,7 +961,7 @@ def test_download_of_a_non_completed_file_is_a_conflict(api, content, state):
 
 
 def test_download_link_with_a_forged_token_is_refused(api):
-    response = api.get("/local/download/forged-token/")
+    response = api.get("/local/download/forged-token")
     assert_error(response, 403, "forbidden")
 
 

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ..models import FileRecord
@@ -95,7 +96,8 @@ def cleanup_expired_uploads(
         upload_status__in=FileRecord.OPEN_STATES, upload_expires_at__lt=now
     )
     if dry_run:
-        result.examined = expired.count()
+        # What a real run would do now: every expired row would be aborted.
+        result.examined = result.aborted = expired.count()
         return result
     while True:
         if time.monotonic() > deadline:
@@ -182,15 +184,23 @@ def cleanup_failed_uploads(
         modified__lt=now - timedelta(days=days_old),
     )
     if dry_run:
-        result.examined = old.count()
+        result.examined = result.deleted = old.count()
         return result
+    # Keyset paging: a row whose parts could not be removed stays behind the cursor, so it is
+    # tried once per run instead of again in every batch that follows.
+    after: tuple[datetime, object] | None = None
     while True:
         if time.monotonic() > deadline:
             result.finished = False
             break
-        rows = list(old.order_by("modified").values_list("pk", "file", "upload_id")[:batch_size])
-        if not rows:
+        page = old.order_by("modified", "pk")
+        if after is not None:
+            page = page.filter(Q(modified__gt=after[0]) | Q(modified=after[0], pk__gt=after[1]))
+        keyed = list(page.values_list("modified", "pk", "file", "upload_id")[:batch_size])
+        if not keyed:
             break
+        after = (keyed[-1][0], keyed[-1][1])
+        rows = [row[1:] for row in keyed]
         result.examined += len(rows)
         done, errors = _abort_all(handler, _uploads(rows), workers)
         result.errors += errors

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -68,7 +69,8 @@ class Command(BaseCommand):
                 )
             elif step == "failed":
                 total = FileRecord.objects.filter(
-                    upload_status__in=[Status.FAILED, Status.ABORTED]
+                    upload_status__in=[Status.FAILED, Status.ABORTED],
+                    modified__lt=now - timedelta(days=options["days"]),
                 ).count()
                 bar = ProgressBar("failed", total, sys.stderr, show)
                 result = cleanup.cleanup_failed_uploads(

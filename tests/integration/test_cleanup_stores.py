@@ -1,0 +1,202 @@
+"""Cleanup against real stores, once per handler: uploads started through the API with a part in
+the store (local part directories; S3 multipart uploads on the moto server), then expired,
+failed or orphaned. What the store holds afterwards is checked around the application."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from io import StringIO
+from typing import Any
+
+import pytest
+import requests
+from django.core.management import call_command
+from django.utils import timezone
+
+from tests.helpers import ApiClient
+from uploads.models import FileRecord
+from uploads.services import cleanup
+from uploads.storage import StorageError, get_storage_handler
+
+from .support import Store, payload
+
+pytestmark = pytest.mark.django_db
+Status = FileRecord.Status
+UPLOADS = "/v1/files/uploads"
+
+
+def put_part(api: ApiClient, backend: str, body: dict[str, Any], content: bytes) -> str:
+    """PUT the one part to its URL (moto's over HTTP, the app's through the test client)."""
+    url = body["presigned_urls"][0]["url"]
+    if backend == "s3":
+        response: Any = requests.put(url, data=content, timeout=30)
+    else:
+        response = api.put_part(url, content)
+    assert response.status_code == 200
+    return str(response.headers["ETag"])
+
+
+def start(api: ApiClient, backend: str, content: bytes, *, send: bool = True) -> dict[str, Any]:
+    """Initiate a one-part upload and (with `send`) PUT its part, so the store holds bytes."""
+    response = api.post(UPLOADS, {"file_name": "data.bin", "file_size": len(content)})
+    assert response.status_code == 201, response.content
+    body: dict[str, Any] = response.json()
+    if send:
+        put_part(api, backend, body, content)
+    return body
+
+
+def finish(api: ApiClient, backend: str, content: bytes) -> dict[str, Any]:
+    """A completed upload whose object the store holds."""
+    body = start(api, backend, content, send=False)
+    parts = [{"part_number": 1, "etag": put_part(api, backend, body, content)}]
+    done = api.post(f"{UPLOADS}/{body['id']}/complete", {"parts": parts})
+    assert done.status_code == 200, done.content
+    return body
+
+
+def expire(*uploads: dict[str, Any]) -> None:
+    FileRecord.objects.filter(pk__in=[u["id"] for u in uploads]).update(
+        upload_expires_at=timezone.now() - timedelta(minutes=1)
+    )
+
+
+def record(upload: dict[str, Any]) -> FileRecord:
+    return FileRecord.objects.get(pk=upload["id"])
+
+
+@pytest.fixture
+def content() -> bytes:
+    return payload(3000, seed=7)
+
+
+def test_expired_uploads_are_aborted_in_the_store(api, backend, store: Store, content):
+    expired = [start(api, backend, content) for _ in range(3)]
+    fresh = start(api, backend, content)
+    done = finish(api, backend, content)
+    expire(*expired)
+    FileRecord.objects.filter(pk=done["id"]).update(
+        upload_expires_at=timezone.now() - timedelta(days=1)
+    )
+    assert all(store.upload_alive(u["upload_id"]) for u in expired)
+
+    result = cleanup.cleanup_expired_uploads()
+
+    assert result.as_dict() == {
+        "examined": 3, "aborted": 3, "deleted": 0, "errors": 0, "finished": True,
+    }
+    for upload in expired:
+        current = record(upload)
+        assert (current.upload_status, current.upload_id) == (Status.ABORTED, "")
+        assert not store.upload_alive(upload["upload_id"])
+        if backend == "local":
+            assert store.local_part_files(upload["upload_id"]) == []
+    assert (record(fresh).upload_status, record(fresh).upload_id) == (
+        Status.UPLOADING, fresh["upload_id"],
+    )
+    assert store.upload_alive(fresh["upload_id"])
+    assert record(done).upload_status == Status.COMPLETED
+    assert store.object_bytes(record(done).storage_key) == content
+
+
+def test_a_failing_store_abort_keeps_the_upload_id_for_a_later_run(
+    api, backend, store: Store, content, monkeypatch, caplog
+):
+    uploads = [start(api, backend, content) for _ in range(3)]
+    expire(*uploads)
+    bad = uploads[1]
+    handler_class = type(get_storage_handler())
+    real_abort = handler_class.abort
+
+    def abort(self: Any, upload: Any) -> None:
+        if upload.upload_id == bad["upload_id"]:
+            raise StorageError("injected: the store refused")
+        real_abort(self, upload)
+
+    monkeypatch.setattr(handler_class, "abort", abort)
+    with caplog.at_level(logging.ERROR, logger="uploads.services.cleanup"):
+        result = cleanup.cleanup_expired_uploads(batch_size=2)
+
+    assert (result.aborted, result.errors) == (3, 1)
+    assert any(bad["upload_id"] in message for message in caplog.messages)
+    assert (record(bad).upload_status, record(bad).upload_id) == (
+        Status.ABORTED, bad["upload_id"],
+    )
+    assert store.upload_alive(bad["upload_id"])
+    for upload in (uploads[0], uploads[2]):
+        assert record(upload).upload_id == ""
+        assert not store.upload_alive(upload["upload_id"])
+
+    monkeypatch.undo()
+    later = cleanup.cleanup_expired_uploads(now=timezone.now() + cleanup.RETRY_AFTER * 2)
+    assert later.errors == 0
+    assert record(bad).upload_id == ""
+    assert not store.upload_alive(bad["upload_id"])
+
+
+def test_failed_cleanup_removes_leftover_parts_with_old_records(api, backend, store, content):
+    old = start(api, backend, content)
+    recent = start(api, backend, content)
+    # Both failed while the store was down: their upload ids (and parts) are still there.
+    FileRecord.objects.filter(pk__in=[old["id"], recent["id"]]).update(
+        upload_status=Status.FAILED
+    )
+    FileRecord.objects.filter(pk=old["id"]).update(modified=timezone.now() - timedelta(days=8))
+
+    result = cleanup.cleanup_failed_uploads(7)
+
+    assert (result.deleted, result.errors) == (1, 0)
+    assert not FileRecord.objects.filter(pk=old["id"]).exists()
+    assert not store.upload_alive(old["upload_id"])
+    assert record(recent).upload_status == Status.FAILED
+    assert store.upload_alive(recent["upload_id"])
+
+
+def test_reconcile_aborts_only_old_uploads_no_open_record_knows(api, backend, store, content):
+    orphan = start(api, backend, content)
+    known = start(api, backend, content)
+    FileRecord.objects.filter(pk=orphan["id"]).delete()  # the record was lost
+
+    if backend == "local":
+        # moto reports every multipart upload as initiated in 2010 (a constant in its
+        # ListMultipartUploads response), so the age cutoff can only be seen on the local store.
+        young = cleanup.reconcile_storage(older_than=timedelta(hours=1))
+        assert (young.aborted, young.errors) == (0, 0)
+        assert store.upload_alive(orphan["upload_id"])
+
+    later = timezone.now() + timedelta(hours=2)
+    dry = cleanup.reconcile_storage(older_than=timedelta(hours=1), now=later, dry_run=True)
+    assert (dry.examined, dry.aborted) == (2, 1)
+    assert store.upload_alive(orphan["upload_id"])
+
+    result = cleanup.reconcile_storage(older_than=timedelta(hours=1), now=later)
+    assert (result.examined, result.aborted, result.errors) == (2, 1, 0)
+    assert not store.upload_alive(orphan["upload_id"])
+    assert store.upload_alive(known["upload_id"])
+    assert record(known).upload_status == Status.UPLOADING
+
+
+def test_dry_runs_change_nothing_in_the_store(api, backend, store, content):
+    expired = start(api, backend, content)
+    failed = start(api, backend, content)
+    expire(expired)
+    FileRecord.objects.filter(pk=failed["id"]).update(
+        upload_status=Status.FAILED, modified=timezone.now() - timedelta(days=30)
+    )
+    assert cleanup.cleanup_expired_uploads(dry_run=True).aborted == 1
+    assert cleanup.cleanup_failed_uploads(7, dry_run=True).deleted == 1
+    assert record(expired).upload_status == Status.UPLOADING
+    assert record(failed).upload_status == Status.FAILED
+    assert store.upload_alive(expired["upload_id"])
+    assert store.upload_alive(failed["upload_id"])
+
+
+def test_command_runs_every_step_against_the_store(api, backend, store, content):
+    expired = start(api, backend, content)
+    expire(expired)
+    out = StringIO()
+    call_command("cleanup_uploads", "--expired", stdout=out, stderr=StringIO())
+    assert out.getvalue().startswith("expired: done — examined 1, aborted 1,")
+    assert not store.upload_alive(expired["upload_id"])
+    assert record(expired).upload_status == Status.ABORTED
