@@ -48,7 +48,7 @@ def url_of(upload: dict[str, Any], part_number: int) -> str:
 
 def with_token(url: str, token: str) -> str:
     base, _, _ = url.rstrip("/").rpartition("/")
-    return f"{base}/{token}/"
+    return f"{base}/{token}"
 
 
 def token_of(url: str) -> str:
