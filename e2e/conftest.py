@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,32 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
+def _one_request_at_a_time(handler_class: type) -> type:
+    """`handler_class` (the live server's WSGI handler) serving one request at a time.
+
+    With SQLite in memory, pytest-django hands the server threads the test's own connection,
+    and concurrent requests on one connection fail with "database table is locked" (a browser
+    sends parts, initiates and completes in parallel). Taking turns keeps every request's SQL
+    whole; the browser still runs its requests in parallel, they only queue at the server.
+    """
+    lock = threading.Lock()
+
+    class OneAtATime(handler_class):  # type: ignore[misc, valid-type]
+        def __call__(self, environ: Any, start_response: Any) -> Any:
+            with lock:
+                return super().__call__(environ, start_response)
+
+    return OneAtATime
+
+
+def _start_live_server(addr: str) -> LiveServer:
+    server = LiveServer(addr, start=False)
+    if server.thread.connections_override:  # only a shared in-memory SQLite needs the turns
+        server.thread.static_handler = _one_request_at_a_time(server.thread.static_handler)
+    server.start()
+    return server
+
+
 @pytest.fixture(scope="session")
 def live_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
     """pytest-django's live server (same address rules), never on a port Chromium refuses."""
@@ -118,13 +145,13 @@ def live_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
         or os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS")
         or "localhost"
     )
-    server = LiveServer(addr)
+    server = _start_live_server(addr)
     if ":" not in addr:  # the OS chose the port: choose again until Chromium accepts it
         for _ in range(20):
             if server.thread.port not in CHROMIUM_UNSAFE_PORTS:
                 break
             server.stop()
-            server = LiveServer(addr)
+            server = _start_live_server(addr)
     if server.thread.port in CHROMIUM_UNSAFE_PORTS:
         server.stop()
         pytest.fail(f"live server port {server.thread.port} is refused by Chromium (unsafe port)")

@@ -99,7 +99,10 @@ def list_upload_parts(request: HttpRequest, file_id: str) -> Any:
 @router.post("/files/uploads/{file_id}/presign", response={200: PresignOut, **ERRORS})
 def presign_parts(request: HttpRequest, file_id: str, payload: PresignIn) -> Any:
     return services.upload_presign(
-        user=request.user, file_id=file_id, part_numbers=payload.part_numbers
+        user=request.user,
+        file_id=file_id,
+        part_numbers=payload.part_numbers,
+        checksums=payload.checksums,
     )
 
 

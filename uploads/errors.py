@@ -32,6 +32,13 @@ class InvalidInput(UploadError):
     http_status = 400
 
 
+class ChecksumMismatch(UploadError):
+    """A part's bytes do not match the checksum given for it."""
+
+    code = "checksum_mismatch"
+    http_status = 400
+
+
 class UploadTooLarge(UploadError):
     """The file or a part exceeds a size limit."""
 

@@ -31,7 +31,11 @@ class FileFilterForm(forms.Form):
 
     def cleaned_filters(self) -> dict[str, Any]:
         """Valid filters, falling back to the defaults for anything missing or invalid."""
-        data = self.cleaned_data if self.is_bound and self.is_valid() else {}
+        data: dict[str, Any] = {}
+        if self.is_bound:
+            self.is_valid()
+            # Field by field: a stale sort in a bookmark must not drop the search with it.
+            data = {k: v for k, v in self.cleaned_data.items() if k not in self.errors}
         return {
             "status": data.get("status") or "completed",
             "search": data.get("q") or "",

@@ -41,6 +41,9 @@ class FileRecord(models.Model):
     etag = models.CharField(max_length=255, blank=True)
     # SHA-256 of the completed part list: a repeated complete with the same parts is a no-op.
     etag_digest = models.CharField(max_length=64, blank=True, editable=False)
+    # Per-part checksums the store verifies ("SHA256" / "CRC32"), and the whole-object one.
+    checksum_algorithm = models.CharField(max_length=16, blank=True)
+    checksum = models.CharField(max_length=128, blank=True)
     failure_reason = models.TextField(blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(

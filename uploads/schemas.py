@@ -36,6 +36,10 @@ class UploadCreateIn(Schema):
     parent_object_id: StrictInt | str | None = None
     # "all" (default), "none", or how many part URLs to sign now; the rest via /presign.
     presign: StrictInt | str | None = None
+    # Opt-in per-part integrity: "SHA256" or "CRC32", and part number → base64 checksum.
+    # With an algorithm, initiate signs exactly the parts whose checksum is given.
+    checksum_algorithm: str | None = None
+    checksums: dict[str, str] | None = None
 
 
 class PartIn(Schema):
@@ -82,6 +86,8 @@ class FileOut(Schema):
     upload_expires_at: datetime | None
     completed_at: datetime | None
     etag: str
+    checksum_algorithm: str
+    checksum: str
     failure_reason: str
 
     @staticmethod
@@ -112,6 +118,8 @@ class FileOut(Schema):
 class PartTargetOut(Schema):
     part_number: int
     url: str
+    # Headers the PUT must send as given (signed into the URL), e.g. a part checksum.
+    headers: dict[str, str] = {}
 
     @staticmethod
     def resolve_url(obj: Any, context: dict[str, Any]) -> str:
@@ -142,6 +150,7 @@ class UploadPartsOut(Schema):
 
 class PresignIn(Schema):
     part_numbers: list[StrictInt] = Field(..., min_length=1, max_length=1000)
+    checksums: dict[str, str] | None = None
 
 
 class PresignOut(Schema):

@@ -200,3 +200,72 @@ def test_command_runs_every_step_against_the_store(api, backend, store, content)
     assert out.getvalue().startswith("expired: done — examined 1, aborted 1,")
     assert not store.upload_alive(expired["upload_id"])
     assert record(expired).upload_status == Status.ABORTED
+
+
+# --- completion meeting cleanup at each step (deterministic interleavings) --------------------
+# Cleanup runs inside a completion at a chosen point; no lock is held across store calls, so
+# these are the states the threaded race in tests/postgres/test_cleanup_race.py can reach.
+
+
+def ready(api: ApiClient, backend: str, content: bytes) -> tuple[dict[str, Any], list[Any]]:
+    body = start(api, backend, content, send=False)
+    parts = [{"part_number": 1, "etag": put_part(api, backend, body, content)}]
+    expire(body)
+    return body, parts
+
+
+def assert_aborted_with_nothing_stored(store: Store, body: dict[str, Any]) -> None:
+    current = record(body)
+    assert (current.upload_status, current.upload_id) == (Status.ABORTED, "")
+    assert store.object_bytes(current.storage_key) is None, "an aborted upload kept its object"
+    assert not store.upload_alive(body["upload_id"]), "an aborted upload kept its parts"
+
+
+def run_cleanup_inside(monkeypatch: pytest.MonkeyPatch, method: str, *, after: bool) -> list[Any]:
+    """Run expiry cleanup inside the handler's `method`, before or after the real call."""
+    handler_class = type(get_storage_handler())
+    real = getattr(handler_class, method)
+    results: list[Any] = []
+
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not after:
+            results.append(cleanup.cleanup_expired_uploads())
+        value = real(self, *args, **kwargs)
+        if after:
+            results.append(cleanup.cleanup_expired_uploads())
+        return value
+
+    monkeypatch.setattr(handler_class, method, wrapped)
+    return results
+
+
+def test_cleanup_before_completion_asks_the_store_for_parts(
+    api, backend, store, content, monkeypatch
+):
+    body, parts = ready(api, backend, content)
+    runs = run_cleanup_inside(monkeypatch, "list_parts", after=False)
+    response = api.post(f"{UPLOADS}/{body['id']}/complete", {"parts": parts})
+    assert response.status_code == 409, response.content
+    assert [run.aborted for run in runs] == [1]
+    assert_aborted_with_nothing_stored(store, body)
+
+
+def test_cleanup_after_the_store_completed_but_before_the_row_is_marked(
+    api, backend, store, content, monkeypatch
+):
+    body, parts = ready(api, backend, content)
+    runs = run_cleanup_inside(monkeypatch, "complete", after=True)
+    response = api.post(f"{UPLOADS}/{body['id']}/complete", {"parts": parts})
+    assert response.status_code == 409, response.content
+    assert [run.aborted for run in runs] == [1]
+    # The object the store had just assembled is deleted again.
+    assert_aborted_with_nothing_stored(store, body)
+
+
+def test_completed_first_cleanup_leaves_the_file_alone(api, backend, store, content):
+    body, parts = ready(api, backend, content)
+    response = api.post(f"{UPLOADS}/{body['id']}/complete", {"parts": parts})
+    assert response.status_code == 200, response.content
+    assert cleanup.cleanup_expired_uploads().aborted == 0
+    assert record(body).upload_status == Status.COMPLETED
+    assert store.object_bytes(record(body).storage_key) == content

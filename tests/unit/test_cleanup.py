@@ -475,3 +475,84 @@ def test_command_progress_bar_counts_only_what_the_step_will_touch(user, capsys)
     call_command("cleanup_uploads", "--failed", "--progress", stdout=StringIO())
     bar = capsys.readouterr().err
     assert "2/2" in bar, bar
+
+
+# --- completion meeting cleanup at each step (deterministic interleavings) -------------------
+# The threaded race on PostgreSQL is tests/postgres/test_cleanup_race.py; here cleanup runs at
+# a chosen point inside a completion, which no lock covers (no lock is held across store calls).
+# The interleavings both handlers share are in tests/integration/test_cleanup_stores.py; these
+# two reach into the local handler's combine.
+
+
+def completable(api: Any) -> tuple[dict[str, Any], bytes, list[dict[str, Any]]]:
+    """A 3-part upload with every part stored, past its expiry, ready to complete."""
+    content = secrets.token_bytes(2 * 1024 + 500)
+    init = api.post(
+        "/v1/files/uploads",
+        {"file_name": "late.bin", "file_size": len(content), "part_size": 1024},
+    )
+    assert init.status_code == 201, init.content
+    body: dict[str, Any] = init.json()
+    parts = []
+    for target in body["presigned_urls"]:
+        n = target["part_number"]
+        response = api.put_part(target["url"], content[(n - 1) * 1024 : n * 1024])
+        assert response.status_code == 200
+        parts.append({"part_number": n, "etag": response["ETag"]})
+    FileRecord.objects.filter(pk=body["id"]).update(
+        upload_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    return body, content, parts
+
+
+def assert_aborted_with_nothing_stored(body: dict[str, Any]) -> None:
+    current = FileRecord.objects.get(pk=body["id"])
+    assert (current.upload_status, current.upload_id) == (Status.ABORTED, "")
+    assert not (Path(settings.MEDIA_ROOT) / current.storage_key).exists(), "object left behind"
+    assert not (parts_dir() / body["upload_id"]).exists(), "parts left behind"
+
+
+def complete(api: Any, body: dict[str, Any], parts: list[dict[str, Any]]) -> Any:
+    return api.post(f"/v1/files/uploads/{body['id']}/complete", {"parts": parts})
+
+
+def test_cleanup_while_the_store_is_combining_parts(api, monkeypatch):
+    """A large file takes minutes to combine; cleanup may remove its parts meanwhile."""
+    import builtins
+
+    from uploads.storage import local
+
+    body, _, parts = completable(api)
+    opened: list[str] = []
+
+    def opening(path: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(str(path))
+        if len(opened) == 2:  # part 1 is being copied; part 2 is next
+            assert cleanup.cleanup_expired_uploads().aborted == 1
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(local, "open", opening, raising=False)
+    response = complete(api, body, parts)
+    assert len(opened) >= 2
+    assert response.status_code in (409, 503), response.content
+    assert_aborted_with_nothing_stored(body)
+
+
+def test_cleanup_between_listing_and_combining_parts(api, monkeypatch):
+    body, _, parts = completable(api)
+    real = LocalStorageHandler._part_files
+
+    calls: list[str] = []
+
+    def part_files(self: LocalStorageHandler, upload: Any) -> Any:
+        found = real(self, upload)
+        calls.append(upload.upload_id)
+        if len(calls) == 2:  # the first listing verifies the parts; the second feeds the combine
+            assert cleanup.cleanup_expired_uploads().aborted == 1
+        return found
+
+    monkeypatch.setattr(LocalStorageHandler, "_part_files", part_files)
+    response = complete(api, body, parts)
+    assert response.status_code in (409, 503), response.content
+    assert_aborted_with_nothing_stored(body)
+

@@ -8,14 +8,16 @@ stored, never a mix.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import logging
 import math
 import mimetypes
 import re
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import IO, Any, NoReturn
 
@@ -45,6 +47,7 @@ from ..models import FileRecord
 from ..selectors import file_queryset_for_user
 from ..storage import StorageError, get_storage_handler
 from ..storage.base import (
+    CHECKSUM_DIGEST_SIZES,
     S3_MAX_OBJECT_SIZE,
     S3_MAX_PART_SIZE,
     S3_MAX_PARTS,
@@ -263,7 +266,12 @@ def _actor(user: User) -> str:
 
 
 def _multipart(record: FileRecord) -> MultipartUpload:
-    return MultipartUpload(file_id=str(record.pk), key=record.storage_key, upload_id=record.upload_id)
+    return MultipartUpload(
+        file_id=str(record.pk),
+        key=record.storage_key,
+        upload_id=record.upload_id,
+        checksum_algorithm=record.checksum_algorithm,
+    )
 
 
 def _storage_unavailable(exc: Exception) -> StorageUnavailable:
@@ -298,9 +306,18 @@ def upload_initiate(
     parent_content_type: str | None = None,
     parent_object_id: object = None,
     presign: object = PRESIGN_ALL,
+    checksum_algorithm: str | None = None,
+    checksums: Mapping[object, object] | None = None,
 ) -> InitiatedUpload:
     plan = plan_parts(file_size=file_size, part_size=part_size, num_parts=num_parts)
-    first_batch = presign_count(presign, plan.num_parts)
+    algorithm = clean_checksum_algorithm(checksum_algorithm)
+    part_checksums = clean_checksums(algorithm, checksums, plan.num_parts)
+    # With checksums, a URL can only be signed for a part whose checksum is known.
+    first_batch = (
+        sorted(part_checksums)
+        if algorithm
+        else list(range(1, presign_count(presign, plan.num_parts) + 1))
+    )
     clean_name = clean_file_name(file_name)
     declared_type = clean_content_type(file_content_type, clean_name)
     check_type_allowed(declared_type)
@@ -323,11 +340,15 @@ def upload_initiate(
             created_by=user,
             parent_content_type=content_type,
             parent_object_id=object_id,
+            checksum_algorithm=algorithm,
         )
     handler = get_storage_handler()
     try:
         upload = handler.initiate(
-            file_id=str(file_id), key=record.storage_key, content_type=record.file_content_type
+            file_id=str(file_id),
+            key=record.storage_key,
+            content_type=record.file_content_type,
+            checksum_algorithm=algorithm,
         )
     except StorageError as exc:
         # Nothing exists in the store; leave nothing behind in the database either.
@@ -339,7 +360,7 @@ def upload_initiate(
     record.upload_id = upload.upload_id
     record.upload_status = Status.UPLOADING
     expires_in = settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION
-    targets = _presign(handler, upload, range(1, first_batch + 1), expires_in)
+    targets = _presign(handler, upload, first_batch, expires_in, part_checksums)
     return InitiatedUpload(file=record, presigned_urls=targets, expires_in=expires_in)
 
 
@@ -358,6 +379,50 @@ def presign_count(presign: object, num_parts: int) -> int:
             "presign must be 'all', 'none' or a number of parts to sign now.", {"field": "presign"}
         )
     return min(presign, num_parts)
+
+
+def clean_checksum_algorithm(value: str | None) -> str:
+    if not value:
+        return ""
+    algorithm = value.strip().upper()
+    if algorithm not in CHECKSUM_DIGEST_SIZES:
+        raise InvalidInput(
+            f"checksum_algorithm must be one of: {', '.join(CHECKSUM_DIGEST_SIZES)}.",
+            {"field": "checksum_algorithm"},
+        )
+    return algorithm
+
+
+def clean_checksums(
+    algorithm: str, checksums: Mapping[object, object] | None, num_parts: int
+) -> dict[int, str]:
+    """Part number → base64 checksum, each of the algorithm's digest size."""
+    if not checksums:
+        return {}
+    if not algorithm:
+        raise InvalidInput("checksums need a checksum_algorithm.", {"field": "checksums"})
+    cleaned: dict[int, str] = {}
+    for raw_number, raw_value in checksums.items():
+        try:
+            number = int(str(raw_number))
+        except ValueError:
+            number = 0
+        if not 1 <= number <= num_parts:
+            raise InvalidInput(
+                f"checksums: {raw_number!r} is not a part number of this upload.",
+                {"field": "checksums"},
+            )
+        try:
+            digest = base64.b64decode(str(raw_value), validate=True)
+        except (binascii.Error, ValueError):
+            digest = b""
+        if len(digest) != CHECKSUM_DIGEST_SIZES[algorithm]:
+            raise InvalidInput(
+                f"The checksum of part {number} is not a base64 {algorithm} digest.",
+                {"field": "checksums", "part_number": number},
+            )
+        cleaned[number] = str(raw_value)
+    return cleaned
 
 
 def check_type_allowed(content_type: str) -> None:
@@ -394,10 +459,16 @@ def _reserve_quota(user: User, *, plan_size: int) -> None:
 
 
 def _presign(
-    handler: StorageHandler, upload: MultipartUpload, numbers: Sequence[int], expires_in: int
+    handler: StorageHandler,
+    upload: MultipartUpload,
+    numbers: Sequence[int],
+    expires_in: int,
+    checksums: Mapping[int, str] | None = None,
 ) -> list[PartTarget]:
     try:
-        return handler.presign_parts(upload, numbers, expires_in=expires_in)
+        return handler.presign_parts(
+            upload, numbers, expires_in=expires_in, checksums=checksums or None
+        )
     except StorageError as exc:
         raise _storage_unavailable(exc) from exc
 
@@ -468,6 +539,8 @@ def upload_complete(
     problem = verify_parts(record, ordered, stored)
     if problem:
         _fail(record, handler, problem)
+    checksums = {part.part_number: part.checksum for part in stored}
+    ordered = [replace(part, checksum=checksums.get(part.part_number, "")) for part in ordered]
     try:
         info = handler.complete(upload, ordered, content_type=record.file_content_type)
     except PartNotFound:
@@ -534,6 +607,7 @@ def _mark_completed(
             current.upload_status = Status.COMPLETED
             current.uploaded_parts = len(parts)
             current.etag = normalize_etag(info.etag)
+            current.checksum = info.checksum
             current.etag_digest = digest
             current.completed_at = timezone.now()
             current.failure_reason = ""
@@ -737,9 +811,16 @@ class PresignedParts:
     expires_in: int
 
 
-def upload_presign(*, user: User, file_id: object, part_numbers: Sequence[object]) -> PresignedParts:
+def upload_presign(
+    *,
+    user: User,
+    file_id: object,
+    part_numbers: Sequence[object],
+    checksums: Mapping[object, object] | None = None,
+) -> PresignedParts:
     """Fresh URLs for parts of an unfinished upload (resume, expiry, lazy signing)."""
     record = _open_upload(user, file_id, "signed")
+    part_checksums = clean_checksums(record.checksum_algorithm, checksums, record.total_parts)
     numbers = [_strict_int(n, "part_numbers") for n in part_numbers]
     if not numbers:
         raise InvalidInput("part_numbers cannot be empty.", {"field": "part_numbers"})
@@ -759,7 +840,16 @@ def upload_presign(*, user: User, file_id: object, part_numbers: Sequence[object
         upload_expires_at=_new_expiry()
     )
     expires_in = settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION
-    targets = _presign(get_storage_handler(), _multipart(record), list(dict.fromkeys(numbers)), expires_in)
+    unique = list(dict.fromkeys(numbers))
+    missing = [n for n in unique if record.checksum_algorithm and n not in part_checksums]
+    if missing:
+        raise InvalidInput(
+            f"This upload uses {record.checksum_algorithm} checksums: give one for each part "
+            "to sign.",
+            {"field": "checksums", "missing": missing[:20]},
+        )
+    handler = get_storage_handler()
+    targets = _presign(handler, _multipart(record), unique, expires_in, part_checksums)
     return PresignedParts(presigned_urls=targets, expires_in=expires_in)
 
 
@@ -787,7 +877,12 @@ def local_part_receive(*, token: str, body: Readable, length: int | None) -> str
         length = 0
     try:
         return handler.receive_part(
-            _multipart(record), grant.part_number, body, length=length, limit=expected
+            _multipart(record),
+            grant.part_number,
+            body,
+            length=length,
+            limit=expected,
+            checksum=grant.checksum,
         )
     except PartNotFound as exc:
         raise AccessDenied("This upload is no longer accepting parts.") from exc

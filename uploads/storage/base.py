@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from dataclasses import dataclass
 from typing import Protocol
 
 KIB = 1024
@@ -37,12 +37,16 @@ class MultipartUpload:
     file_id: str
     key: str
     upload_id: str
+    # "SHA256" or "CRC32" when every part carries a client checksum the store must verify.
+    checksum_algorithm: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class PartTarget:
     part_number: int
     url: str
+    # Headers the PUT must carry because they are signed into the URL (part checksums).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +56,15 @@ class StoredPart:
     etag: str
     # When the store received the part; None where a store does not say.
     last_modified: datetime | None = None
+    # The part's checksum (base64) when the upload uses a checksum algorithm and the store says.
+    checksum: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class CompletedPart:
     part_number: int
     etag: str
+    checksum: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +72,16 @@ class ObjectInfo:
     size: int
     etag: str
     content_type: str
+    # Whole-object checksum the store computed (S3: composite "<base64>-<parts>"), if any.
+    checksum: str = ""
+
+
+# Checksum algorithms S3 verifies per part, with their digest sizes in bytes.
+CHECKSUM_DIGEST_SIZES = {"SHA256": 32, "CRC32": 4}
+
+
+def checksum_header(algorithm: str) -> str:
+    return f"x-amz-checksum-{algorithm.lower()}"
 
 
 def normalize_etag(etag: str) -> str:
@@ -75,10 +92,17 @@ def normalize_etag(etag: str) -> str:
 class StorageHandler(Protocol):
     name: str
 
-    def initiate(self, *, file_id: str, key: str, content_type: str) -> MultipartUpload: ...
+    def initiate(
+        self, *, file_id: str, key: str, content_type: str, checksum_algorithm: str = ""
+    ) -> MultipartUpload: ...
 
     def presign_parts(
-        self, upload: MultipartUpload, part_numbers: Sequence[int], *, expires_in: int
+        self,
+        upload: MultipartUpload,
+        part_numbers: Sequence[int],
+        *,
+        expires_in: int,
+        checksums: Mapping[int, str] | None = None,
     ) -> list[PartTarget]: ...
 
     def list_parts(self, upload: MultipartUpload) -> list[StoredPart]: ...

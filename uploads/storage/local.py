@@ -8,13 +8,15 @@ Single-machine by nature: parts live on this machine's disk.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
 import secrets
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +28,7 @@ from django.core.files import File
 from django.core.files.storage import Storage
 from django.urls import reverse
 
-from ..errors import AccessDenied, InvalidInput, UploadTooLarge
+from ..errors import AccessDenied, ChecksumMismatch, InvalidInput, UploadTooLarge
 from .base import (
     MIB,
     CompletedPart,
@@ -36,6 +38,7 @@ from .base import (
     PartTarget,
     StorageError,
     StoredPart,
+    checksum_header,
 )
 
 PART_SALT = "uploads.local.part"
@@ -57,6 +60,7 @@ class PartGrant:
     file_id: str
     upload_id: str
     part_number: int
+    checksum: str = ""
 
 
 def _sign(payload: dict[str, object], salt: str) -> str:
@@ -80,7 +84,10 @@ def verify_part_token(token: str) -> PartGrant:
     payload = _unsign(token, PART_SALT)
     try:
         return PartGrant(
-            file_id=str(payload["f"]), upload_id=str(payload["u"]), part_number=int(payload["p"])  # type: ignore[call-overload]
+            file_id=str(payload["f"]),
+            upload_id=str(payload["u"]),
+            part_number=int(payload["p"]),  # type: ignore[call-overload]
+            checksum=str(payload.get("c", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise AccessDenied("This upload link is invalid.") from exc
@@ -89,6 +96,25 @@ def verify_part_token(token: str) -> PartGrant:
 def verify_download_token(token: str) -> tuple[str, str]:
     payload = _unsign(token, DOWNLOAD_SALT)
     return str(payload["k"]), str(payload["n"])
+
+
+class _Checksum:
+    """An incremental SHA-256 or CRC32 of a part, in S3's base64 form."""
+
+    def __init__(self, algorithm: str) -> None:
+        self.algorithm = algorithm
+        self._sha = hashlib.sha256() if algorithm == "SHA256" else None
+        self._crc = 0
+
+    def update(self, chunk: bytes) -> None:
+        if self._sha is not None:
+            self._sha.update(chunk)
+        elif self.algorithm == "CRC32":
+            self._crc = zlib.crc32(chunk, self._crc)
+
+    def base64(self) -> str:
+        digest = self._sha.digest() if self._sha is not None else self._crc.to_bytes(4, "big")
+        return base64.b64encode(digest).decode()
 
 
 class _ConcatenatedParts(File):  # type: ignore[type-arg]
@@ -145,38 +171,54 @@ class LocalStorageHandler:
             raise PartNotFound(f"not a local upload id: {upload_id!r}")
         return self.parts_dir / upload_id
 
-    def initiate(self, *, file_id: str, key: str, content_type: str) -> MultipartUpload:
+    def initiate(
+        self, *, file_id: str, key: str, content_type: str, checksum_algorithm: str = ""
+    ) -> MultipartUpload:
         upload_id = secrets.token_hex(16)
         try:
             self._upload_dir(upload_id).mkdir(parents=True)
         except OSError as exc:
             raise StorageError(f"cannot create part directory: {exc}") from exc
-        return MultipartUpload(file_id=file_id, key=key, upload_id=upload_id)
+        return MultipartUpload(file_id, key, upload_id, checksum_algorithm)
 
     def presign_parts(
-        self, upload: MultipartUpload, part_numbers: Sequence[int], *, expires_in: int
+        self,
+        upload: MultipartUpload,
+        part_numbers: Sequence[int],
+        *,
+        expires_in: int,
+        checksums: Mapping[int, str] | None = None,
     ) -> list[PartTarget]:
         expires = int(time.time()) + expires_in
-        return [
-            PartTarget(
-                part_number=number,
-                url=reverse(
-                    "local-part",
-                    args=[
-                        _sign(
-                            {"f": upload.file_id, "u": upload.upload_id, "p": number, "e": expires},
-                            PART_SALT,
-                        )
-                    ],
-                ),
-            )
-            for number in part_numbers
-        ]
+        targets = []
+        for number in part_numbers:
+            claims: dict[str, object] = {
+                "f": upload.file_id, "u": upload.upload_id, "p": number, "e": expires
+            }
+            headers = {}
+            if upload.checksum_algorithm:
+                # Bound into the token, as S3 binds it into the signature.
+                claims["c"] = (checksums or {})[number]
+                headers = {checksum_header(upload.checksum_algorithm): str(claims["c"])}
+            url = reverse("local-part", args=[_sign(claims, PART_SALT)])
+            targets.append(PartTarget(number, url, headers))
+        return targets
 
     def receive_part(
-        self, upload: MultipartUpload, part_number: int, body: Readable, *, length: int, limit: int
+        self,
+        upload: MultipartUpload,
+        part_number: int,
+        body: Readable,
+        *,
+        length: int,
+        limit: int,
+        checksum: str = "",
     ) -> str:
-        """Stream one part body to disk and return its ETag (the MD5 of its bytes)."""
+        """Stream one part body to disk and return its ETag (the MD5 of its bytes).
+
+        With a checksum algorithm on the upload, the body must match `checksum` or nothing
+        is kept, as S3 refuses such a part.
+        """
         if length > limit:
             raise UploadTooLarge(f"Part {part_number} may be at most {limit} bytes; got {length}.")
         directory = self._upload_dir(upload.upload_id)
@@ -184,6 +226,7 @@ class LocalStorageHandler:
             raise PartNotFound(f"upload {upload.upload_id} has no part directory")
         temp = directory / f".{part_number:05d}.{secrets.token_hex(8)}.tmp"
         digest = hashlib.md5(usedforsecurity=False)
+        verifier = _Checksum(upload.checksum_algorithm)
         received = 0
         try:
             with open(temp, "wb") as out:
@@ -193,6 +236,7 @@ class LocalStorageHandler:
                         break
                     received += len(chunk)
                     digest.update(chunk)
+                    verifier.update(chunk)
                     out.write(chunk)
             if received < length:
                 # The client went away mid-body. As on S3, a cut-short PUT stores nothing: a
@@ -200,6 +244,12 @@ class LocalStorageHandler:
                 raise InvalidInput(
                     f"Part {part_number} ended after {received} of {length} bytes.",
                     {"field": "body"},
+                )
+            if upload.checksum_algorithm and verifier.base64() != checksum:
+                raise ChecksumMismatch(
+                    f"Part {part_number} does not match its {upload.checksum_algorithm} "
+                    "checksum; nothing was stored.",
+                    {"part_number": part_number},
                 )
             etag = digest.hexdigest()
             final = directory / f"{part_number:05d}.{etag}"
@@ -247,10 +297,19 @@ class LocalStorageHandler:
             paths = [stored[p.part_number][0] for p in parts]
         except KeyError as exc:
             raise PartNotFound(f"part {exc.args[0]} is missing") from exc
-        combined = _ConcatenatedParts(paths, name=upload.key)
+        try:
+            combined = _ConcatenatedParts(paths, name=upload.key)
+        except FileNotFoundError as exc:
+            # Aborted (cleanup, the owner) between listing the parts and combining them.
+            raise PartNotFound(f"a part of {upload.upload_id} vanished: {exc}") from exc
         try:
             saved_name = self.storage.save(upload.key, combined)
         except OSError as exc:
+            # Storage.save leaves what it wrote so far: no truncated object may survive.
+            if self.storage.exists(upload.key):
+                self.storage.delete(upload.key)
+            if isinstance(exc, FileNotFoundError):
+                raise PartNotFound(f"a part of {upload.upload_id} vanished: {exc}") from exc
             raise StorageError(f"cannot write {upload.key}: {exc}") from exc
         finally:
             combined.close()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from datetime import datetime
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -21,6 +21,7 @@ from .base import (
     PartTarget,
     StorageError,
     StoredPart,
+    checksum_header,
 )
 from .s3_presign import UploadPartPresigner
 
@@ -54,19 +55,37 @@ class S3StorageHandler:
         self.client: Any = storage.connection.meta.client
         self.bucket: str = storage.bucket_name
 
-    def initiate(self, *, file_id: str, key: str, content_type: str) -> MultipartUpload:
+    def initiate(
+        self, *, file_id: str, key: str, content_type: str, checksum_algorithm: str = ""
+    ) -> MultipartUpload:
+        extra = {"ChecksumAlgorithm": checksum_algorithm} if checksum_algorithm else {}
         with _storage_errors("create_multipart_upload"):
             response = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ContentType=content_type
+                Bucket=self.bucket, Key=key, ContentType=content_type, **extra
             )
-        return MultipartUpload(file_id=file_id, key=key, upload_id=response["UploadId"])
+        return MultipartUpload(
+            file_id=file_id,
+            key=key,
+            upload_id=response["UploadId"],
+            checksum_algorithm=checksum_algorithm,
+        )
 
     def presign_parts(
-        self, upload: MultipartUpload, part_numbers: Sequence[int], *, expires_in: int
+        self,
+        upload: MultipartUpload,
+        part_numbers: Sequence[int],
+        *,
+        expires_in: int,
+        checksums: Mapping[int, str] | None = None,
     ) -> list[PartTarget]:
         if not part_numbers:
             return []
         with _storage_errors("presign upload_part"):
+            if upload.checksum_algorithm:
+                return [
+                    self._presign_with_checksum(upload, n, (checksums or {})[n], expires_in)
+                    for n in part_numbers
+                ]
             signer = UploadPartPresigner(
                 self.client,
                 bucket=self.bucket,
@@ -75,6 +94,26 @@ class S3StorageHandler:
                 expires_in=expires_in,
             )
             return [PartTarget(part_number=n, url=signer.url(n)) for n in part_numbers]
+
+    def _presign_with_checksum(
+        self, upload: MultipartUpload, number: int, checksum: str, expires_in: int
+    ) -> PartTarget:
+        # The checksum becomes a signed header: S3 then refuses a body that does not match it.
+        # The fast signer covers only the plain layout, so botocore signs these.
+        algorithm = upload.checksum_algorithm
+        url = self.client.generate_presigned_url(
+            "upload_part",
+            Params={
+                "Bucket": self.bucket,
+                "Key": upload.key,
+                "UploadId": upload.upload_id,
+                "PartNumber": number,
+                f"Checksum{algorithm}": checksum,
+            },
+            ExpiresIn=expires_in,
+            HttpMethod="PUT",
+        )
+        return PartTarget(number, url, {checksum_header(algorithm): checksum})
 
     def list_parts(self, upload: MultipartUpload) -> list[StoredPart]:
         parts: list[StoredPart] = []
@@ -90,6 +129,9 @@ class S3StorageHandler:
                         size=p["Size"],
                         etag=p["ETag"],
                         last_modified=p.get("LastModified"),
+                        checksum=p.get(f"Checksum{upload.checksum_algorithm}", "")
+                        if upload.checksum_algorithm
+                        else "",
                     )
                     for p in page.get("Parts", [])
                 )
@@ -98,16 +140,24 @@ class S3StorageHandler:
     def complete(
         self, upload: MultipartUpload, parts: Sequence[CompletedPart], *, content_type: str
     ) -> ObjectInfo:
+        algorithm = upload.checksum_algorithm
+
+        def entry(part: CompletedPart) -> dict[str, object]:
+            item: dict[str, object] = {"PartNumber": part.part_number, "ETag": part.etag}
+            if algorithm and part.checksum:
+                item[f"Checksum{algorithm}"] = part.checksum
+            return item
+
         with _storage_errors("complete_multipart_upload"):
-            self.client.complete_multipart_upload(
+            response = self.client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=upload.key,
                 UploadId=upload.upload_id,
-                MultipartUpload={
-                    "Parts": [{"PartNumber": p.part_number, "ETag": p.etag} for p in parts]
-                },
+                MultipartUpload={"Parts": [entry(p) for p in parts]},
             )
-        return self.head(upload.key)
+        info = self.head(upload.key)
+        checksum = response.get(f"Checksum{algorithm}", "") if algorithm else ""
+        return ObjectInfo(info.size, info.etag, info.content_type, checksum)
 
     def abort(self, upload: MultipartUpload) -> None:
         try:

@@ -1,0 +1,122 @@
+"""Completion racing expiry cleanup for the same upload, on real PostgreSQL with real threads.
+
+Each round ends in one of two states and nothing in between: completed with the object stored
+and its bytes right, or aborted with no object and no parts left. Never completed without its
+object, never aborted with an object (or parts) left behind to bill for.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import requests
+from django.utils import timezone
+
+from tests.helpers import ApiClient
+from uploads.errors import UploadError
+from uploads.models import FileRecord
+from uploads.services import cleanup
+
+from .conftest import StoreView, run_together
+
+pytestmark = pytest.mark.django_db(transaction=True)
+Status = FileRecord.Status
+MIB = 1024 * 1024
+ROUNDS = {"local": 20, "s3": 20}
+# What the losing complete answers: 409 invalid_state. moto also answers CompleteMultipartUpload
+# of an upload aborted a moment earlier with a 500 (a KeyError in its models), where S3 says
+# NoSuchUpload; botocore retries, then the client gets 503 storage_unavailable. The end state is
+# checked the same way either way.
+LOSING_STATUSES = {"local": {409}, "s3": {409, 503}}
+
+
+def prepare(api: ApiClient, backend: str, seed: int) -> tuple[dict[str, Any], bytes, list[dict]]:
+    """An upload with every part in the store, ready to complete, already past its expiry."""
+    part_size = 5 * MIB if backend == "s3" else 1024
+    content = random.Random(seed).randbytes(part_size * (1 if backend == "s3" else 3) + 777)
+    init = api.post(
+        "/v1/files/uploads",
+        {"file_name": f"race-{seed}.bin", "file_size": len(content), "part_size": part_size},
+    )
+    assert init.status_code == 201, init.content
+    body: dict[str, Any] = init.json()
+    parts = []
+    for target in body["presigned_urls"]:
+        n = target["part_number"]
+        chunk = content[(n - 1) * part_size : n * part_size]
+        if backend == "s3":
+            response: Any = requests.put(target["url"], data=chunk, timeout=60)
+        else:
+            response = api.put_part(target["url"], chunk)
+        assert response.status_code == 200
+        parts.append({"part_number": n, "etag": response.headers["ETag"]})
+    FileRecord.objects.filter(pk=body["id"]).update(
+        upload_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    return body, content, parts
+
+
+def test_complete_racing_cleanup_is_all_or_nothing(backend, user, store_view: StoreView):
+    outcomes: Counter[str] = Counter()
+    for round_number in range(ROUNDS[backend]):
+        api = ApiClient(user)
+        upload, content, parts = prepare(api, backend, round_number)
+        url = f"/v1/files/uploads/{upload['id']}/complete"
+
+        completer = ApiClient(user)
+        response, result = run_together(
+            lambda: completer.post(url, {"parts": parts}),
+            cleanup.cleanup_expired_uploads,
+        )
+        for outcome in (response, result):
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+        current = FileRecord.objects.get(pk=upload["id"])
+        stored = store_view.object_bytes(current.storage_key)
+        where = f"round {round_number}: {current.upload_status}, response {response.status_code}"
+        # Whatever happened, no parts may be left in the store.
+        assert not store_view.upload_alive(upload["upload_id"]), where
+        if current.upload_status == Status.COMPLETED:
+            assert response.status_code == 200, (where, response.content)
+            assert response.json()["id"] == upload["id"]
+            assert stored == content, where
+            assert result.aborted == 0, where
+        else:
+            assert current.upload_status == Status.ABORTED, where
+            assert response.status_code in LOSING_STATUSES[backend], (where, response.content)
+            assert stored is None, f"{where}: an aborted upload left its object behind"
+            assert current.upload_id == "", where
+            assert result.aborted == 1, where
+        outcomes[current.upload_status] += 1
+    print(f"{backend}: {dict(outcomes)}")
+
+
+def test_service_level_race_never_raises_anything_but_upload_errors(user, local_only):
+    """The same race without HTTP in between: the service only ever raises domain errors."""
+    from uploads.services.uploads import upload_complete
+    from uploads.storage.base import CompletedPart
+
+    store = StoreView("local", None)
+    for round_number in range(20):
+        api = ApiClient(user)
+        upload, content, parts = prepare(api, "local", 1000 + round_number)
+        completed_parts = [CompletedPart(p["part_number"], p["etag"]) for p in parts]
+        outcome, _ = run_together(
+            lambda: upload_complete(user=user, file_id=upload["id"], parts=completed_parts),
+            cleanup.cleanup_expired_uploads,
+        )
+        current = FileRecord.objects.get(pk=upload["id"])
+        stored = store.object_bytes(current.storage_key)
+        if isinstance(outcome, BaseException):
+            assert isinstance(outcome, UploadError), repr(outcome)
+            assert current.upload_status == Status.ABORTED
+            assert stored is None
+        else:
+            assert current.upload_status == Status.COMPLETED
+            assert stored == content
+        assert not store.upload_alive(upload["upload_id"])
