@@ -46,6 +46,8 @@ class FileRecord(models.Model):
     checksum = models.CharField(max_length=128, blank=True)
     failure_reason = models.TextField(blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # Set while one request completes the upload; a second complete meanwhile answers 409.
+    completing_since = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploaded_files"
     )

@@ -481,7 +481,7 @@ def test_command_progress_bar_counts_only_what_the_step_will_touch(user, capsys)
 # The threaded race on PostgreSQL is tests/postgres/test_cleanup_race.py; here cleanup runs at
 # a chosen point inside a completion, which no lock covers (no lock is held across store calls).
 # The interleavings both handlers share are in tests/integration/test_cleanup_stores.py; these
-# two reach into the local handler's combine.
+# reach into the local handler's combine, which takes long for a large file.
 
 
 def completable(api: Any) -> tuple[dict[str, Any], bytes, list[dict[str, Any]]]:
@@ -556,3 +556,123 @@ def test_cleanup_between_listing_and_combining_parts(api, monkeypatch):
     assert response.status_code in (409, 503), response.content
     assert_aborted_with_nothing_stored(body)
 
+
+# --- a second completion meeting the first inside the local combine --------------------------
+# Deterministic forms of what tests/postgres/test_complete_race.py hits now and then with
+# threads: the second complete runs at a chosen point of the first one's store call.
+
+
+def test_a_second_complete_while_the_first_removes_the_parts(api, user, monkeypatch):
+    import shutil as real_shutil
+    from types import SimpleNamespace
+
+    from uploads.storage import local
+
+    body, content, parts = completable(api)
+    second: list[Any] = []
+
+    def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+        files = sorted(Path(path).iterdir()) if Path(path).is_dir() else []
+        if files and not second:
+            files[0].unlink()  # the first complete's cleanup of its parts is under way
+            second.append(complete(api, body, parts))
+        real_shutil.rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(local, "shutil", SimpleNamespace(rmtree=rmtree))
+    first = complete(api, body, parts)
+
+    current = FileRecord.objects.get(pk=body["id"])
+    assert sorted([first.status_code, second[0].status_code]) in ([200, 200], [200, 409]), (
+        first.content, second[0].content,
+    )
+    assert current.upload_status == Status.COMPLETED
+    assert (Path(settings.MEDIA_ROOT) / current.storage_key).read_bytes() == content
+
+
+def test_a_second_complete_while_the_first_writes_the_object(api, monkeypatch):
+    import builtins
+
+    from uploads.storage import local
+
+    body, content, parts = completable(api)
+    second: list[Any] = []
+
+    def opening(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if not second:
+            second.append(None)  # the first complete has begun copying parts into the object
+            second[0] = complete(api, body, parts)
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(local, "open", opening, raising=False)
+    first = complete(api, body, parts)
+
+    assert first.status_code == 200, first.content
+    assert second[0].status_code in (200, 409), second[0].content
+    current = FileRecord.objects.get(pk=body["id"])
+    assert current.upload_status == Status.COMPLETED
+    assert (Path(settings.MEDIA_ROOT) / current.storage_key).read_bytes() == content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_complete_must_not_delete_the_first_ones_object(user, monkeypatch):
+    """Two threads, stepped by events (no timing): A stores the object; B tries to complete
+    too, and if it reaches the store, starts writing its own copy under another name; A removes
+    the parts and marks the file completed; B's next part read fails. B must neither delete
+    A's object nor answer anything but 200 or 409 (refusing B before the store is fine)."""
+    import builtins
+    import shutil as real_shutil
+    import threading
+    from types import SimpleNamespace
+
+    from django.db import connections
+
+    from tests.helpers import ApiClient
+    from uploads.storage import local
+
+    body, content, parts = completable(ApiClient(user))
+    a_saved, a_done = threading.Event(), threading.Event()
+    # Set when B starts writing in the store, or when B is done (refused before the store).
+    b_writing, b_done, b_moved = threading.Event(), threading.Event(), threading.Event()
+    responses: dict[str, Any] = {}
+
+    def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+        if threading.current_thread().name == "A" and not a_saved.is_set():
+            a_saved.set()
+            assert b_moved.wait(10)
+        real_shutil.rmtree(path, *args, **kwargs)
+
+    def opening(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name == "B" and not b_writing.is_set():
+            b_writing.set()
+            b_moved.set()
+            assert a_done.wait(10)
+        return builtins.open(path, *args, **kwargs)
+
+    def run(name: str) -> None:
+        try:
+            if name == "B":
+                assert a_saved.wait(10)
+            responses[name] = complete(ApiClient(user), body, parts)
+        except BaseException as exc:
+            responses[name] = exc
+        finally:
+            for event in (a_done,) if name == "A" else (b_done, b_moved):
+                event.set()
+            connections.close_all()
+
+    monkeypatch.setattr(local, "shutil", SimpleNamespace(rmtree=rmtree))
+    monkeypatch.setattr(local, "open", opening, raising=False)
+    threads = [threading.Thread(target=run, args=(name,), name=name) for name in "AB"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert a_saved.is_set() and b_done.is_set(), responses
+
+    assert responses["A"].status_code == 200, responses["A"].content
+    assert responses["B"].status_code in (200, 409), responses["B"].content
+    current = FileRecord.objects.get(pk=body["id"])
+    assert current.upload_status == Status.COMPLETED
+    stored = Path(settings.MEDIA_ROOT) / current.storage_key
+    assert stored.is_file(), "completed, but the object is gone"
+    assert stored.read_bytes() == content

@@ -83,6 +83,9 @@ PRESIGN_NONE = "none"
 MAX_PRESIGN_BATCH = 1000
 # Bytes read from a completed file to find its real type.
 SNIFF_BYTES = 8192
+# A completion claim older than this is taken to be from a crashed process. S3 may take
+# minutes to complete a 10,000-part upload; a local combine of 50 GB takes a few too.
+COMPLETING_TIMEOUT = timedelta(minutes=15)
 
 
 # --- Validation shared by every client (API, portal JS, Python client) ---------------------
@@ -526,13 +529,44 @@ def upload_complete(
         if record.upload_status == Status.COMPLETED:
             return _repeat_completion(record, parts)
         _require_open(record, "completed")
-    ordered = _check_part_list(record, parts)
+        ordered = _check_part_list(record, parts)
+        claim = _claim_completion(record)
+    try:
+        return _complete_claimed(user, record, ordered)
+    finally:
+        # Whatever happened, the claim ends with this request (completion clears it too).
+        FileRecord.objects.filter(pk=record.pk, completing_since=claim).update(
+            completing_since=None
+        )
+
+
+def _claim_completion(record: FileRecord) -> Any:
+    """Mark the row as being completed, so a second complete answers 409 instead of racing.
+
+    The claim is a timestamp, not a held lock: no lock spans the store's calls, and a claim
+    left by a crashed process lapses after COMPLETING_TIMEOUT.
+    """
+    now = timezone.now()
+    if record.completing_since and now - record.completing_since < COMPLETING_TIMEOUT:
+        raise InvalidTransition(
+            "This upload is being completed by another request; try again shortly.",
+            {"upload_status": record.upload_status},
+        )
+    record.completing_since = now
+    record.save(update_fields=["completing_since"])
+    return now
+
+
+def _complete_claimed(
+    user: User, record: FileRecord, ordered: list[CompletedPart]
+) -> FileRecord:
     handler = get_storage_handler()
     upload = _multipart(record)
     try:
         stored = handler.list_parts(upload)
     except PartNotFound:
-        # The upload is gone from the store: a concurrent complete may have finished it.
+        # The upload is gone from the store: a completion that crashed after the store
+        # finished, or cleanup. The store says which.
         return _finish_from_store(user, record, handler, ordered)
     except StorageError as exc:
         raise _storage_unavailable(exc) from exc
