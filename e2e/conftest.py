@@ -114,14 +114,14 @@ def moto_endpoint() -> Iterator[str]:
 def _one_request_at_a_time(handler_class: type) -> type:
     """`handler_class` (the live server's WSGI handler) serving one request at a time.
 
-    With SQLite in memory, pytest-django hands the server threads the test's own connection,
-    and concurrent requests on one connection fail with "database table is locked" (a browser
-    sends parts, initiates and completes in parallel). Taking turns keeps every request's SQL
-    whole; the browser still runs its requests in parallel, they only queue at the server.
+    With SQLite in memory, pytest-django hands the server threads the test's one connection.
+    Two requests at once would run their SQL inside each other's transactions (the uploader
+    initiates, signs and completes several files in parallel); taking turns keeps each
+    request's transaction its own. The browser still sends in parallel; requests queue here.
     """
     lock = threading.Lock()
 
-    class OneAtATime(handler_class):  # type: ignore[misc, valid-type]
+    class OneAtATime(handler_class):  # type: ignore[misc]
         def __call__(self, environ: Any, start_response: Any) -> Any:
             with lock:
                 return super().__call__(environ, start_response)
@@ -138,8 +138,11 @@ def _start_live_server(addr: str) -> LiveServer:
 
 
 @pytest.fixture(scope="session")
-def live_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+def live_server(request: pytest.FixtureRequest, django_db_setup: None) -> Iterator[LiveServer]:
     """pytest-django's live server (same address rules), never on a port Chromium refuses."""
+    # After the test database exists: the server must share the in-memory test database's
+    # connection. Started earlier, its threads open their own connections to SQLite's shared
+    # cache, which has no busy timeout: parallel requests then fail with "table is locked".
     addr = (
         request.config.getvalue("liveserver")
         or os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS")

@@ -12,7 +12,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models.functions import Lower, TruncDate
 from django.utils import timezone
 
 from .errors import InvalidInput, UploadNotFound
@@ -22,11 +22,12 @@ from .storage.base import MultipartUpload
 
 STATUS_ALL = "all"
 # Sort keys the portal offers, each with a unique tie-breaker so pages never overlap.
-ORDERINGS = {
+ORDERINGS: dict[str, tuple[Any, ...]] = {
     "-created": ("-created", "-pk"),
     "created": ("created", "pk"),
-    "name": ("name", "pk"),
-    "-name": ("-name", "-pk"),
+    # Case-insensitive, as people read names ("alpha" before "Beta").
+    "name": (Lower("name"), "pk"),
+    "-name": (Lower("name").desc(), "-pk"),
     "-file_size": ("-file_size", "-pk"),
     "file_size": ("file_size", "pk"),
     "upload_status": ("upload_status", "-created", "-pk"),

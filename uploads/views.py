@@ -121,7 +121,8 @@ def file_edit(request: HttpRequest, file_id: str) -> HttpResponse:
         return render(request, _template(request, "uploads/file_detail.html", "meta"), context)
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect("file-detail", file_id=record.pk)
-    return render(request, "uploads/file_detail.html#meta", _detail_context(request, record))
+    context = _detail_context(request, record, refreshed=True)
+    return render(request, "uploads/file_detail.html#meta", context)
 
 
 @login_required

@@ -164,7 +164,12 @@ export class Upload extends EventTarget {
     try {
       const known = this.id || this.resumeId || (resumeStore.get(this.file) || {}).id;
       const resumed = known ? await this._resume(known) : false;
-      if (!resumed) await this._initiate();
+      if (!resumed && this.state === State.INITIALIZING) await this._initiate();
+      if (this.state === State.CANCELLED) {
+        // Cancelled while the server was starting (or finding) the upload: abort it as well.
+        await this._discard();
+        return;
+      }
       await this._sendAll();
       if (this.state !== State.SENDING) return;
       await this._finalize();
@@ -214,7 +219,9 @@ export class Upload extends EventTarget {
     this.pending = [];
     for (let n = 1; n <= this.totalParts; n++) if (!this.etags.has(n)) this.pending.push(n);
     resumeStore.set(this.file, { id });
-    this.dispatchEvent(new CustomEvent("resumed", { detail: { parts: this.resumedParts } }));
+    if (this.state === State.INITIALIZING) {
+      this.dispatchEvent(new CustomEvent("resumed", { detail: { parts: this.resumedParts } }));
+    }
     return true;
   }
 
@@ -401,13 +408,16 @@ export class Upload extends EventTarget {
       this._sendDone = null;
       wasSending();
     }
+    await this._discard();
+  }
+
+  async _discard() {
     resumeStore.delete(this.file);
-    if (this.id) {
-      try {
-        await api("DELETE", `/files/uploads/${this.id}`);
-      } catch (err) {
-        if (!(err instanceof ApiError && [404, 409].includes(err.status))) throw err;
-      }
+    if (!this.id) return;
+    try {
+      await api("DELETE", `/files/uploads/${this.id}`);
+    } catch (err) {
+      if (!(err instanceof ApiError && [404, 409].includes(err.status))) throw err;
     }
   }
 }
@@ -583,6 +593,11 @@ export function mount(root) {
       }
     }
     input.value = "";
+  });
+
+  // The chooser closed without a pick: the next pick is a new upload, not that resume.
+  input.addEventListener("cancel", () => {
+    resumeTarget = null;
   });
 
   zone.addEventListener("click", (event) => {

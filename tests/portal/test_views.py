@@ -90,12 +90,9 @@ def is_fragment(response: Any, fragment_id: str) -> bool:
 
 
 def snapshot(record: FileRecord) -> dict[str, Any]:
+    """Every stored column of the record (`modified` too: any save at all changes it)."""
     fresh = FileRecord.objects.get(pk=record.pk)
-    return {
-        f.attname: getattr(fresh, f.attname)
-        for f in FileRecord._meta.concrete_fields
-        if f.attname != "modified"
-    } | {"modified": fresh.modified}
+    return {f.attname: getattr(fresh, f.attname) for f in FileRecord._meta.concrete_fields}
 
 
 def csrf_token_from(response: Any) -> str:
@@ -326,6 +323,8 @@ def test_file_detail_shows_the_file(client, mine):
     response = client.get(f"/files/{mine.pk}/")
     assert response.status_code == 200
     page = page_of(response)
+    assert not page.find_all(**{"hx-swap-oob": "true"})  # out-of-band only in the fragment
+    assert len(page.find_all(id="file-actions")) == 1
     assert "<html" in body(response)
     assert "Quarterly report" in page.text and "report.pdf" in page.text
     assert page.find_all("a", href=f"/v1/files/{mine.pk}/download")
@@ -369,6 +368,11 @@ def test_edit_post_with_htmx_saves_and_returns_the_meta_fragment(client, mine):
     page = page_of(response)
     assert not page.find_all("form")  # back to the read-only view
     assert "Annual report" in page.text
+    # The delete prompt outside #meta is refreshed out of band, so it names the new name.
+    actions = page.find_all("div", id="file-actions", **{"hx-swap-oob": "true"})
+    assert len(actions) == 1
+    confirms = [a["hx-confirm"] for a in page.find_all("a", **{"data-testid": "delete"})]
+    assert confirms == ["Delete “Annual report”? This cannot be undone."]
     mine.refresh_from_db()
     assert (mine.name, mine.description) == ("Annual report", "Line one\nline two")
 
