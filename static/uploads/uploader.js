@@ -78,6 +78,21 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // Exponential backoff with jitter: ~0.5 s, 1 s, 2 s, 4 s, 8 s.
 const backoff = (attempt) => Math.min(15000, 500 * 2 ** (attempt - 1)) * (0.75 + Math.random() / 2);
 
+// A server or network hiccup (5xx, a dropped connection) is retried with backoff; a clear
+// refusal (4xx) is not.
+const transient = (err) => (err instanceof ApiError ? err.status >= 500 : err instanceof TypeError);
+
+async function withRetries(call) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      if (!transient(err) || attempt >= MAX_ATTEMPTS) throw err;
+      await sleep(backoff(attempt));
+    }
+  }
+}
+
 export const resumeStore = {
   key: (file) => `${STORE_PREFIX}${file.name}:${file.size}:${file.lastModified}`,
   get(file) {
@@ -179,12 +194,13 @@ export class Upload extends EventTarget {
   }
 
   async _initiate() {
-    const data = await api("POST", "/files/uploads", {
+    const body = {
       file_name: this.file.name,
       file_size: this.file.size,
       file_content_type: this.file.type || "",
       presign: SIGN_BATCH,
-    });
+    };
+    const data = await withRetries(() => api("POST", "/files/uploads", body));
     this.id = data.id;
     this.partSize = data.part_size;
     this.totalParts = data.total_parts;
@@ -284,6 +300,11 @@ export class Upload extends EventTarget {
         }
         try {
           const url = await this._urlFor(number);
+          // Paused or cancelled while the URL was being signed: do not start the PUT.
+          if (this.state !== State.SENDING) {
+            if (this.state === State.PAUSED) this.pending.unshift(number);
+            return;
+          }
           const etag = await this._put(number, url, slot);
           this.etags.set(number, etag);
           this.doneBytes += this.partBytes(number);
@@ -357,19 +378,16 @@ export class Upload extends EventTarget {
     const parts = [...this.etags.entries()]
       .sort((a, b) => a[0] - b[0])
       .map(([part_number, etag]) => ({ part_number, etag }));
-    for (let attempt = 1; ; attempt++) {
-      try {
-        this.record = await api("POST", `/files/uploads/${this.id}/complete`, { parts });
-        break;
-      } catch (err) {
-        if (!(err instanceof ApiError && err.status >= 500) || attempt >= MAX_ATTEMPTS) {
-          if (err instanceof ApiError && err.code === "verification_failed") {
-            resumeStore.delete(this.file);
-          }
-          throw err;
-        }
-        await sleep(backoff(attempt));
+    try {
+      this.record = await withRetries(() =>
+        api("POST", `/files/uploads/${this.id}/complete`, { parts }),
+      );
+    } catch (err) {
+      // A failed verification ends the upload for good: nothing is left to resume.
+      if (err instanceof ApiError && err.code === "verification_failed") {
+        resumeStore.delete(this.file);
       }
+      throw err;
     }
     resumeStore.delete(this.file);
     this._setState(State.DONE, { record: this.record });
