@@ -1,0 +1,147 @@
+"""Upload throughput of the Python client (`uploads.client`) next to boto3's `upload_file`
+(s3transfer): the same file, part size and concurrency, to the same moto S3 server, in one run.
+
+Our client goes through the whole product: initiate, lazy signing, parts PUT straight to the
+S3 endpoint, complete (which lists and verifies the parts), against the Django app served on a
+background thread. boto3 talks to S3 directly. Both sides run in this one process, as does the
+moto server, and the runs alternate, so load on the machine hits both alike.
+
+Run: `python -m bench.client [--quick]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.common import MIB, Row, free_port, machine_facts, moto_s3, setup_django
+
+GOAL_RATIO = 0.9
+CONCURRENCY = 8
+
+
+@contextmanager
+def serve_app() -> Iterator[str]:
+    """The Django app on a loopback port, served by threads of this process, until exit."""
+    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+    from django.core.wsgi import get_wsgi_application
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+            pass
+
+    port = free_port()
+    server = ThreadedWSGIServer(("127.0.0.1", port), QuietHandler)
+    server.set_app(get_wsgi_application())
+    thread = threading.Thread(target=server.serve_forever, name="bench-app", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _random_file(directory: str, size: int) -> Path:
+    # Random bytes: nothing on the way can shortcut a run of zeros.
+    path = Path(directory) / "bench.bin"
+    with open(path, "wb") as handle:
+        for start in range(0, size, 16 * MIB):
+            handle.write(os.urandom(min(16 * MIB, size - start)))
+    return path
+
+
+def run(quick: bool = False) -> list[Row]:
+    from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
+    from django.contrib.auth import get_user_model
+    from django.core.files.storage import default_storage
+    from ninja_jwt.tokens import RefreshToken
+
+    from uploads.client import Client
+
+    size = 64 * MIB if quick else 1024 * MIB
+    part_size = 8 * MIB if quick else 16 * MIB
+    repeat = 1 if quick else 3
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    token = str(RefreshToken.for_user(user).access_token)  # type: ignore[misc]
+    ours: list[float] = []
+    theirs: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="direct-uploads-bench-client-") as workdir:
+        source = _random_file(workdir, size)
+        with moto_s3() as (_endpoint, s3), serve_app() as server:
+            transfer = TransferConfig(
+                multipart_threshold=part_size,
+                multipart_chunksize=part_size,
+                max_concurrency=CONCURRENCY,
+                use_threads=True,
+            )
+            with Client(server, token=token, state_path=Path(workdir) / "state.json") as client:
+                for attempt in range(repeat):
+                    start = time.perf_counter()
+                    result = client.upload(
+                        source, part_size=part_size, concurrency=CONCURRENCY, resume=False
+                    )
+                    ours.append(size / (time.perf_counter() - start) / 1e6)
+                    assert result.file.upload_status == "completed", result.file
+                    # Free moto's memory between runs; the record keeps its key.
+                    default_storage.delete(_key(result.file.id))
+
+                    key = f"boto3/{attempt}"
+                    start = time.perf_counter()
+                    s3.upload_file(str(source), "bench", key, Config=transfer)
+                    theirs.append(size / (time.perf_counter() - start) / 1e6)
+                    assert s3.head_object(Bucket="bench", Key=key)["ContentLength"] == size
+                    s3.delete_object(Bucket="bench", Key=key)
+    mine, baseline = statistics.median(ours), statistics.median(theirs)
+    label = f"{size // MIB} MiB" if size < 1024 * MIB else f"{size // (1024 * MIB)} GiB"
+    return [
+        Row(
+            measure=f"upload {label}, {part_size // MIB} MiB parts, {CONCURRENCY} at a time",
+            ours=mine,
+            baseline=baseline,
+            unit="MB/s",
+            goal=f"≥ {GOAL_RATIO}× boto3",
+            passed=mine >= GOAL_RATIO * baseline,
+            note=f"median of {repeat}; baseline: boto3 upload_file (s3transfer), same settings",
+        )
+    ]
+
+
+def _key(file_id: str) -> str:
+    from uploads.models import FileRecord
+
+    return str(FileRecord.objects.get(pk=file_id).file.name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    setup_django()
+    # moto's request log and PyJWT's warning about the bench's short key are noise here.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="The HMAC key")
+    start = time.perf_counter()
+    for row in run(quick=args.quick):
+        ratio = f"{row.ratio:.2f}×" if row.ratio else "-"
+        verdict = {True: "pass", False: "FAIL", None: ""}[row.passed]
+        print(
+            f"{row.measure:50} ours {row.ours:7.1f} {row.unit}  boto3 {row.baseline or 0:7.1f} "
+            f"{row.unit}  {ratio}  goal {row.goal}: {verdict}"
+        )
+    facts = ", ".join(f"{k} {v}" for k, v in machine_facts().items())
+    print(f"({time.perf_counter() - start:.1f} s; {facts})")
+
+
+if __name__ == "__main__":
+    main()
