@@ -33,6 +33,16 @@ def _isolated_media(settings: Any, tmp_path: Any) -> None:
     settings.UPLOADS_LOCAL_PARTS_DIR = tmp_path / "media" / ".parts"
 
 
+@pytest.fixture(autouse=True)
+def _reset_throttles() -> Iterator[None]:
+    """The token endpoints' throttle counts in the cache: every test starts with a full allowance."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def user(db: Any) -> Any:
     return get_user_model().objects.create_user("alice", password="alice-pass")

@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 from ninja.security import SessionAuth
+from ninja.throttling import AnonRateThrottle
+from ninja_extra.router import Router
+from ninja_jwt.schema_control import SchemaControl
+from ninja_jwt.settings import api_settings
+
+from .schemas import ErrorOut
 
 
 class PortalSessionAuth(SessionAuth):
@@ -20,3 +28,89 @@ class PortalSessionAuth(SessionAuth):
 
 
 session_auth = PortalSessionAuth()
+
+
+# --- Token endpoints -----------------------------------------------------------------------
+
+
+class AuthTokenThrottle(AnonRateThrottle):
+    """Per-client-address limit on the token endpoints, against password guessing.
+
+    The rate is read from AUTH_TOKEN_THROTTLE_RATE on every request (empty = no limit), and the
+    address from REMOTE_ADDR unless NINJA_NUM_PROXIES trusted proxies stand in front: Ninja's
+    default otherwise keys on the whole X-Forwarded-For header, which a client can vary at will
+    to get a fresh allowance on every guess.
+    """
+
+    scope = "auth_token"
+
+    def __init__(self) -> None:
+        super().__init__(rate=settings.AUTH_TOKEN_THROTTLE_RATE or "1/s")
+        # Ninja's throttle keeps per-request state on the instance, which threads share.
+        self._local = threading.local()
+
+    def allow_request(self, request: HttpRequest) -> bool:
+        rate = settings.AUTH_TOKEN_THROTTLE_RATE
+        key = self.get_cache_key(request) if rate else None
+        if key is None:
+            return True
+        allowed, window = self.parse_rate(rate)
+        assert allowed is not None and window is not None
+        now = self.timer()  # type: ignore[misc]
+        history = [at for at in self.cache.get(key, []) if at > now - window]
+        if len(history) >= allowed:
+            self._local.wait = window - (now - history[-1])
+            return False
+        self.cache.set(key, [now, *history], window)
+        return True
+
+    def wait(self) -> float | None:
+        return getattr(self._local, "wait", None)
+
+    def get_ident(self, request: HttpRequest) -> str | None:
+        remote_addr: str | None = request.META.get("REMOTE_ADDR")
+        proxies = settings.NINJA_NUM_PROXIES or 0
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+        if proxies <= 0 or not forwarded:
+            return remote_addr
+        # The address the nearest trusted proxy saw; anything left of it is client-supplied.
+        addresses = [item.strip() for item in forwarded.split(",")]
+        return addresses[-min(proxies, len(addresses))]
+
+
+# The same two endpoints as ninja_jwt's `obtain_pair_router` (same paths, URL names and
+# operation ids), throttled, and with every error they answer declared in the OpenAPI schema.
+_token_schemas = SchemaControl(api_settings)
+_TOKEN_ERRORS: dict[int, Any] = {400: ErrorOut, 401: ErrorOut, 422: ErrorOut, 429: ErrorOut}
+token_router = Router(tags=["auth"])
+
+
+@token_router.post(
+    "/pair",
+    response={200: _token_schemas.obtain_pair_schema.get_response_schema(), **_TOKEN_ERRORS},
+    url_name="token_obtain_pair",
+    operation_id="token_obtain_pair",
+    auth=None,
+    throttle=AuthTokenThrottle(),
+)
+def obtain_token(request: HttpRequest, user_token: _token_schemas.obtain_pair_schema) -> Any:  # type: ignore[name-defined]
+    user_token.check_user_authentication_rule()
+    return user_token.to_response_schema()
+
+
+@token_router.post(
+    "/refresh",
+    response={
+        200: _token_schemas.obtain_pair_refresh_schema.get_response_schema(),
+        **_TOKEN_ERRORS,
+    },
+    url_name="token_refresh",
+    operation_id="token_refresh",
+    auth=None,
+    throttle=AuthTokenThrottle(),
+)
+def refresh_token(
+    request: HttpRequest,
+    refresh_token: _token_schemas.obtain_pair_refresh_schema,  # type: ignore[name-defined]
+) -> Any:
+    return refresh_token.to_response_schema()

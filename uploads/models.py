@@ -72,6 +72,8 @@ class FileRecord(models.Model):
                 fields=["upload_status", "upload_expires_at"], name="file_status_expiry"
             ),
             models.Index(fields=["parent_content_type", "parent_object_id"], name="file_parent"),
+            # Cleanup of old failed/aborted rows pages through them by age.
+            models.Index(fields=["upload_status", "modified"], name="file_status_modified"),
         ]
 
     def __str__(self) -> str:

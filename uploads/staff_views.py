@@ -6,6 +6,7 @@ Actions go through the same services as the API (abort, delete); the services lo
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
@@ -130,11 +131,22 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @require_GET
 def progress(request: HttpRequest) -> HttpResponse:
     """Polled while uploads are in flight: parts stored per row, read from the store."""
-    ids = [value for value in request.GET.get("ids", "").split(",") if value][:PAGE_SIZE]
+    ids = _file_ids(request.GET.get("ids", "").split(","))[:PAGE_SIZE]
     records = list(FileRecord.objects.filter(pk__in=ids)) if ids else []
     progress = selectors.upload_progress(records)
     rows = [(record, progress.get(str(record.pk))) for record in records]
     return render(request, "uploads/staff/_progress.html", {"rows": rows})
+
+
+def _file_ids(values: list[str]) -> list[str]:
+    """The values that can be file ids: anything else would fail the query itself (a 500)."""
+    ids = []
+    for value in values:
+        try:
+            ids.append(str(uuid.UUID(value)))
+        except ValueError:
+            continue
+    return ids
 
 
 def _act(request: HttpRequest, action: str, ids: list[str]) -> tuple[int, list[str]]:
@@ -148,7 +160,8 @@ def _act(request: HttpRequest, action: str, ids: list[str]) -> tuple[int, list[s
                 services.file_delete(user=request.user, file_id=file_id)
             done += 1
         except UploadError as exc:
-            name = FileRecord.objects.filter(pk=file_id).values_list("file_name", flat=True).first()
+            found = FileRecord.objects.filter(pk__in=_file_ids([file_id]))
+            name = found.values_list("file_name", flat=True).first()
             refused.append(f"{name or file_id}: {exc.message}")
     return done, refused
 
@@ -173,7 +186,10 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
         return render(
             request,
             "uploads/staff/_bulk_confirm.html",
-            {"action": action, "ids": ids, "count": len(ids), "query": request.POST.get("query", "")},
+            {
+                "action": action, "ids": ids, "count": len(ids),
+                "query": request.POST.get("query", ""),
+            },
         )
     done, refused = _act(request, action, ids)
     return _after_action(request, action, done, refused)

@@ -69,7 +69,7 @@ def test_complete_racing_cleanup_is_all_or_nothing(backend, user, store_view: St
 
         completer = ApiClient(user)
         response, result = run_together(
-            lambda: completer.post(url, {"parts": parts}),
+            lambda client=completer, url=url, parts=parts: client.post(url, {"parts": parts}),
             cleanup.cleanup_expired_uploads,
         )
         for outcome in (response, result):
@@ -107,7 +107,9 @@ def test_service_level_race_never_raises_anything_but_upload_errors(user, local_
         upload, content, parts = prepare(api, "local", 1000 + round_number)
         completed_parts = [CompletedPart(p["part_number"], p["etag"]) for p in parts]
         outcome, _ = run_together(
-            lambda: upload_complete(user=user, file_id=upload["id"], parts=completed_parts),
+            lambda file_id=upload["id"], done=completed_parts: upload_complete(
+                user=user, file_id=file_id, parts=done
+            ),
             cleanup.cleanup_expired_uploads,
         )
         current = FileRecord.objects.get(pk=upload["id"])

@@ -124,7 +124,7 @@ def cleanup_expired_uploads(
         if progress:
             progress(len(rows))
     # Rows whose store abort failed earlier (here, or in an API abort) keep their upload id.
-    _retry_store_aborts(handler, now, workers, result, deadline)
+    _retry_store_aborts(handler, now, workers, result, deadline, batch_size)
     return result
 
 
@@ -146,6 +146,7 @@ def _retry_store_aborts(
     workers: int,
     result: CleanupResult,
     deadline: float,
+    batch_size: int = BATCH_SIZE,
 ) -> None:
     stale = FileRecord.objects.filter(
         upload_status__in=[Status.ABORTED, Status.FAILED], modified__lt=now - RETRY_AFTER
@@ -155,7 +156,7 @@ def _retry_store_aborts(
         page = stale.order_by("pk")
         if last_pk is not None:
             page = page.filter(pk__gt=last_pk)
-        rows = list(page.values_list("pk", "file", "upload_id")[:BATCH_SIZE])
+        rows = list(page.values_list("pk", "file", "upload_id")[:batch_size])
         if not rows:
             return
         last_pk = rows[-1][0]

@@ -705,12 +705,14 @@ def upload_abort(*, user: User, file_id: object) -> FileRecord:
             _require_open(record, "aborted")
             record.upload_status = Status.ABORTED
             record.save(update_fields=["upload_status", "modified"])
-    handler = get_storage_handler()
-    try:
-        handler.abort(_multipart(record))
-    except StorageError as exc:
-        # The record stays aborted with its upload id, so cleanup retries the store.
-        raise _storage_unavailable(exc) from exc
+    if record.upload_id:
+        try:
+            get_storage_handler().abort(_multipart(record))
+        except PartNotFound:
+            pass  # nothing of it is left in the store
+        except StorageError as exc:
+            # The record stays aborted with its upload id, so cleanup retries the store.
+            raise _storage_unavailable(exc) from exc
     FileRecord.objects.filter(pk=record.pk, upload_status=Status.ABORTED).update(upload_id="")
     record.upload_id = ""
     logger.info("%s aborted upload %s (%s)", _actor(user), record.pk, record.file_name)

@@ -254,6 +254,10 @@ class LocalStorageHandler:
             etag = digest.hexdigest()
             final = directory / f"{part_number:05d}.{etag}"
             os.replace(temp, final)
+        except FileNotFoundError as exc:
+            temp.unlink(missing_ok=True)
+            # Aborted or completed while the body was still arriving: the directory is gone.
+            raise PartNotFound(f"upload {upload.upload_id} ended during the PUT") from exc
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
@@ -302,6 +306,11 @@ class LocalStorageHandler:
         except FileNotFoundError as exc:
             # Aborted (cleanup, the owner) between listing the parts and combining them.
             raise PartNotFound(f"a part of {upload.upload_id} vanished: {exc}") from exc
+        if self.storage.exists(upload.key):
+            # An earlier completion stored the object (and crashed before recording it):
+            # report the upload as gone, as S3 would, so the caller finds the object.
+            combined.close()
+            raise PartNotFound(f"{upload.key} is already stored")
         try:
             saved_name = self.storage.save(upload.key, combined)
         except OSError as exc:
