@@ -1,0 +1,87 @@
+"""The staff dashboard in Chromium: totals, filters, bulk abort, cleanup, and the access rule."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+from playwright.sync_api import Page, expect
+from pytest_django.live_server_helper import LiveServer
+
+from tests.conftest import staff_user  # noqa: F401  (fixture, requested by name)
+from tests.helpers import ApiClient
+from uploads.models import FileRecord
+
+
+def sign_in(page: Page, live_server: LiveServer, username: str, password: str) -> None:
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("navigation", name="Main")).to_contain_text(username)
+
+
+def make_files(user: Any) -> list[str]:
+    api = ApiClient(user)
+    for name in ("report.pdf", "photo.png"):
+        api.upload(b"done" * 300, file_name=name, part_size=1024)
+    ids = []
+    for name in ("big-one.bin", "big-two.bin"):
+        body = api.post(
+            "/v1/files/uploads", {"file_name": name, "file_size": 3000, "part_size": 1024}
+        ).json()
+        ids.append(body["id"])
+    # One of the unfinished uploads is past its expiry: stale until cleanup runs.
+    FileRecord.objects.filter(pk=ids[1]).update(
+        upload_expires_at=timezone.now() - timedelta(hours=1)
+    )
+    return ids
+
+
+def test_staff_dashboard_totals_filters_bulk_abort_and_cleanup(
+    page: Page, live_server: LiveServer, transactional_db: None, user: Any, staff_user: Any  # noqa: F811
+) -> None:
+    open_ids = make_files(user)
+    sign_in(page, live_server, "staff", "staff-pass")
+    page.goto(f"{live_server.url}/staff/")
+
+    expect(page.get_by_test_id("stat-total")).to_contain_text("4")
+    expect(page.get_by_test_id("stat-in-flight")).to_contain_text("2")
+    expect(page.get_by_test_id("stat-stale")).to_contain_text("1")
+    expect(page.get_by_test_id("stat-completed")).to_contain_text("2")
+
+    # Filtering swaps the table in place and keeps the filter in the address bar.
+    page.locator("#id_status").select_option("uploading")
+    expect(page).to_have_url(re.compile(r"status=uploading"))
+    rows = page.get_by_test_id("staff-row")
+    expect(rows).to_have_count(2)
+    expect(page.get_by_test_id("progress").first).to_contain_text("0 / 3 parts")
+
+    for file_id in open_ids:
+        page.locator(f'tr[data-file-id="{file_id}"] input[name="ids"]').check()
+    page.get_by_test_id("bulk-abort").click()
+    expect(page.get_by_test_id("bulk-confirm")).to_contain_text("Abort 2 files?")
+    page.get_by_test_id("bulk-confirm-yes").click()
+    expect(page.get_by_test_id("notice")).to_contain_text("2 files aborted")
+    statuses = dict(FileRecord.objects.values_list("file_name", "upload_status"))
+    assert statuses == {
+        "report.pdf": "completed",
+        "photo.png": "completed",
+        "big-one.bin": "aborted",
+        "big-two.bin": "aborted",
+    }
+
+    page.get_by_test_id("run-cleanup").click()
+    expect(page.get_by_test_id("cleanup-result")).to_contain_text("Cleanup finished")
+
+
+def test_a_user_who_is_not_staff_gets_no_staff_page(
+    page: Page, live_server: LiveServer, transactional_db: None, user: Any
+) -> None:
+    sign_in(page, live_server, "alice", "alice-pass")
+    expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Staff")).to_have_count(0)
+    response = page.goto(f"{live_server.url}/staff/")
+    assert response is not None and response.status == 403
+    expect(page.get_by_test_id("stat-total")).to_have_count(0)
