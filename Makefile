@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # Development defaults for `make run`; production reads the real environment instead.
 DEV_ENV := DEBUG=1
 
-.PHONY: help install run run-s3 test browser migrate clean
+.PHONY: help install run run-s3 test browser migrate clean bench bench-quick
 
 help:
 	@echo "make run      install, migrate, create demo users, serve on http://$(HOST):$(PORT) (SQLite + local disk)"
@@ -82,6 +82,13 @@ browser: install
 
 test: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Every benchmark side by side against its baseline; the table also goes to bench/results.md.
+bench: install
+	$(PY) -m bench.run
+
+bench-quick: install
+	$(PY) -m bench.run --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache media staticfiles e2e-artifacts

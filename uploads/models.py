@@ -68,6 +68,9 @@ class FileRecord(models.Model):
                 fields=["created_by", "upload_status", "-created"], name="file_owner_status"
             ),
             models.Index(fields=["upload_status", "-created"], name="file_status_created"),
+            # The API's list with ?status=all, and the staff table, in their default order.
+            models.Index(fields=["created_by", "-created", "-id"], name="file_owner_created"),
+            models.Index(fields=["-created", "-id"], name="file_created"),
             models.Index(
                 fields=["upload_status", "upload_expires_at"], name="file_status_expiry"
             ),

@@ -1,0 +1,116 @@
+"""A small load generator for bench/throughput.py: N threads, each with one keep-alive
+connection to a loopback server, bounded in time and in count. Prints one JSON line.
+
+Run by the bench in a process of its own, so the client's work is not the server's:
+`python -m bench.loadgen --base http://127.0.0.1:PORT --mode cycle|bare --token JWT`.
+
+Modes: `cycle` = initiate a one-part file, PUT the part, complete it (3 requests);
+`bare` = `GET /bench/constant` (1 request).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from urllib.parse import urlsplit
+
+from bench.harness import Http, median
+
+PART = os.urandom(1024)
+
+
+def cycle(http: Http) -> None:
+    status, upload = http.json(
+        "POST", "/v1/files/uploads",
+        {"file_name": "small.bin", "file_size": len(PART),
+         "file_content_type": "application/octet-stream"},
+    )
+    if status != 201:
+        raise RuntimeError(f"initiate: {status} {upload}")
+    url = upload["presigned_urls"][0]["url"]
+    if urlsplit(url).hostname not in (None, "127.0.0.1", "localhost"):
+        raise RuntimeError(f"part URL leaves loopback: {url}")
+    status, headers, data = http.request(
+        "PUT", url, PART, {"Content-Type": "application/octet-stream"}
+    )
+    if status != 200:
+        raise RuntimeError(f"part PUT: {status} {data[:200]!r}")
+    status, done = http.json(
+        "POST", f"/v1/files/uploads/{upload['id']}/complete",
+        {"parts": [{"part_number": 1, "etag": headers["ETag"]}]},
+    )
+    if status != 200:
+        raise RuntimeError(f"complete: {status} {done}")
+
+
+def bare(http: Http) -> None:
+    status, body = http.json("GET", "/bench/constant")
+    if status != 200:
+        raise RuntimeError(f"bare: {status} {body}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--mode", choices=["cycle", "bare"], required=True)
+    parser.add_argument("--token", default="")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds not counted")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds counted")
+    parser.add_argument("--max", type=int, default=100_000, help="most operations counted")
+    args = parser.parse_args()
+    host = urlsplit(args.base).hostname
+    if host not in ("127.0.0.1", "localhost"):
+        sys.exit(f"loopback only, not {host}")
+    operation = cycle if args.mode == "cycle" else bare
+    start = time.perf_counter() + args.warmup
+    end = start + args.seconds
+    lock = threading.Lock()
+    counted: list[float] = []
+    errors: list[str] = []
+
+    def client() -> None:
+        http = Http(args.base, args.token)
+        try:
+            while True:
+                began = time.perf_counter()
+                if began >= end or len(counted) >= args.max:
+                    return
+                try:
+                    operation(http)
+                except Exception as exc:  # counted and shown, the run goes on
+                    with lock:
+                        errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                    if len(errors) > 50:
+                        return
+                    continue
+                finished = time.perf_counter()
+                if began >= start and finished <= end:
+                    with lock:
+                        counted.append(finished - began)
+        finally:
+            http.close()
+
+    threads = [threading.Thread(target=client) for _ in range(args.clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # When the count bound stopped the run early, the window is shorter than asked.
+    window = min(end, time.perf_counter()) - start
+    print(json.dumps({
+        "count": len(counted),
+        "seconds": window,
+        "per_second": len(counted) / window if window > 0 else 0.0,
+        "latency_p50_ms": median(counted) * 1000 if counted else None,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else "",
+    }))
+
+
+if __name__ == "__main__":
+    main()
