@@ -40,7 +40,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 ORDER = ["presign", "complete", "cleanup", "client", "datapath", "listing", "throughput"]
 # Seconds each bench may take at most (full, quick); the whole run stays inside TOTAL_BUDGET.
 CAPS = {
-    "presign": (120, 30), "complete": (60, 20), "cleanup": (150, 30), "client": (120, 30),
+    "presign": (120, 30), "complete": (60, 20), "cleanup": (200, 30), "client": (120, 30),
     "datapath": (240, 40), "listing": (150, 35), "throughput": (120, 40),
 }
 DEFAULT_CAP = (120, 30)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse
+from django.views.decorators.http import require_safe
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
-from ninja_jwt.routers.obtain import obtain_pair_router
+from ninja_extra.exceptions import Throttled as ExtraThrottled
 
 from uploads.api import router as uploads_router
+from uploads.auth import token_router
 from uploads.errors import UploadError, error_body
 
 logger = logging.getLogger(__name__)
@@ -21,8 +25,11 @@ api = NinjaAPI(
     version="1",
     description="Multipart uploads straight to S3 (or local disk) through presigned URLs.",
     urls_namespace="api-1",
+    # The schema and the docs page are read-only: GET/HEAD, anything else is 405.
+    docs_decorator=require_safe,
 )
-api.add_router("/auth/token", obtain_pair_router, tags=["auth"])
+# ninja_jwt's token pair/refresh, throttled against password guessing (uploads/auth.py).
+api.add_router("/auth/token", token_router, tags=["auth"])
 api.add_router("/", uploads_router)
 
 
@@ -58,13 +65,18 @@ def authentication_error(request: HttpRequest, exc: AuthenticationError) -> Http
 
 
 @api.exception_handler(Throttled)
-def throttled(request: HttpRequest, exc: Throttled) -> HttpResponse:
+def throttled(request: HttpRequest, exc: Throttled | ExtraThrottled) -> HttpResponse:
     response = api.create_response(
         request, error_body("Too many requests; try again later.", "throttled"), status=429
     )
     if exc.wait:
-        response["Retry-After"] = str(int(exc.wait))
+        # Whole seconds, rounded up (RFC 9110): never tell a client to retry too early.
+        response["Retry-After"] = str(math.ceil(exc.wait))
     return response
+
+
+# The token endpoints run on ninja_extra's router, which raises its own Throttled.
+api.add_exception_handler(ExtraThrottled, throttled)  # type: ignore[arg-type]
 
 
 @api.exception_handler(HttpError)
@@ -94,6 +106,14 @@ def data_error(request: HttpRequest, exc: DataError) -> HttpResponse:
     return api.create_response(
         request, error_body("The request contains a value that cannot be stored.", "invalid"),
         status=400,
+    )
+
+
+@api.exception_handler(RequestDataTooBig)
+def request_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    # A JSON body over DATA_UPLOAD_MAX_MEMORY_SIZE: the client's doing, so 413, not a 500.
+    return api.create_response(
+        request, error_body("The request body is too large.", "too_large"), status=413
     )
 
 

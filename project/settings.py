@@ -12,6 +12,7 @@ from pathlib import Path
 import dj_database_url
 from botocore.config import Config
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -61,6 +62,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "django_q",
+    # Serves Swagger UI for /v1/docs from our static files instead of a CDN, so the docs page
+    # keeps working under the Content-Security-Policy below.
+    "ninja",
     "ninja_extra",
     "ninja_jwt",
     "storages",
@@ -69,6 +73,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # SECURE_CSP below; the next one adds the bucket's origin to connect-src for S3 mode.
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "uploads.middleware.StorageConnectSrcMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -92,6 +99,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # {{ csp_nonce }} for the page's scripts ({% htmx_script %} reads it too).
+                "django.template.context_processors.csp",
             ],
         },
     },
@@ -237,15 +246,59 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 
 # --- Security ------------------------------------------------------------------------------
+# Cookies travel over HTTPS only unless DEBUG; HSTS is opt-in because it outlives a bad config.
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SECURE_PROXY_SSL_HEADER") else None
 )
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# --- Content-Security-Policy (Django's built-in middleware) ----------------------------------
+# Scripts only from our origin or with the per-response nonce; no inline styles (htmx's
+# indicator <style> is turned off in base.html). The browser PUTs parts to the bucket in S3
+# mode: uploads.middleware adds the configured store's origin to connect-src, and
+# UPLOADS_CSP_CONNECT_SRC lists any other origin the pages may call.
+UPLOADS_CSP_CONNECT_SRC = env_list("UPLOADS_CSP_CONNECT_SRC")
+SECURE_CSP: dict[str, list[str]] = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF, *UPLOADS_CSP_CONNECT_SRC],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+
+# --- Throttling of the token endpoints -----------------------------------------------------
+# Attempts per client address on /v1/auth/token/* ("10/min", "100/hour"; empty = no limit).
+AUTH_TOKEN_THROTTLE_RATE = env_str("AUTH_TOKEN_THROTTLE_RATE", "10/min")
+# Trusted proxies in front of the app (1 behind one load balancer): the throttle then takes the
+# client address from X-Forwarded-For; with 0 it uses the socket's address only.
+NINJA_NUM_PROXIES = env_int("NINJA_NUM_PROXIES", 0)
+# The throttle counts in the cache: with Redis, every web worker shares one count.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "direct-uploads",
+        }
+    }
+
+# --- Which web worker answered -------------------------------------------------------------
+# SERVED_BY_HEADER=1 adds `X-Served-By: <pid>` to every response (diagnostics, and the
+# production-shape test that proves requests spread over several workers).
+SERVED_BY_HEADER = env_bool("SERVED_BY_HEADER", False)
+if SERVED_BY_HEADER:
+    MIDDLEWARE.insert(0, "uploads.middleware.ServedByMiddleware")
 
 LOGGING = {
     "version": 1,

@@ -28,3 +28,8 @@ UPLOADS_DEFAULT_PART_SIZE = 5 * 1024 * 1024
 UPLOADS_PARENT_MODELS: list[str] = []
 
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
+
+# Tests switch the default storage to a moto bucket at run time, sometimes after a browser page
+# was loaded (its Content-Security-Policy then named no bucket): let pages reach any loopback
+# endpoint. tests/security checks the real policy with this emptied.
+UPLOADS_CSP_CONNECT_SRC = ["http://127.0.0.1:*", "http://localhost:*"]

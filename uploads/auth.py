@@ -69,8 +69,8 @@ class AuthTokenThrottle(AnonRateThrottle):
 
     def get_ident(self, request: HttpRequest) -> str | None:
         remote_addr: str | None = request.META.get("REMOTE_ADDR")
-        proxies = settings.NINJA_NUM_PROXIES or 0
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+        proxies = int(settings.NINJA_NUM_PROXIES or 0)
+        forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR", ""))
         if proxies <= 0 or not forwarded:
             return remote_addr
         # The address the nearest trusted proxy saw; anything left of it is client-supplied.

@@ -47,7 +47,7 @@ def storage_origins() -> list[str]:
             return []
         parts = urlsplit(url)
         cached = [f"{parts.scheme}://{parts.netloc}"]
-        storage._csp_origins = cached  # type: ignore[attr-defined]
+        storage._csp_origins = cached
     return cached
 
 
