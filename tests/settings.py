@@ -33,3 +33,11 @@ Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 # was loaded (its Content-Security-Policy then named no bucket): let pages reach any loopback
 # endpoint. tests/security checks the real policy with this emptied.
 UPLOADS_CSP_CONNECT_SRC = ["http://127.0.0.1:*", "http://localhost:*"]
+
+# The SQLite test database is a file, not memory: live-server tests send parallel requests
+# (parallel part PUTs), and Django shares a single in-memory connection across server threads,
+# which SQLite refuses under concurrency. A file gives each thread its own connection.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": str(Path(tempfile.mkdtemp(prefix="direct-uploads-test-db-")) / "test.sqlite3")
+    }
