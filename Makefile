@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # Development defaults for `make run`; production reads the real environment instead.
 DEV_ENV := DEBUG=1
 
-.PHONY: help install run run-s3 test browser migrate clean bench bench-quick
+.PHONY: help install run run-s3 test lint browser migrate clean bench bench-quick
 
 help:
 	@echo "make run      install, migrate, create demo users, serve on http://$(HOST):$(PORT) (SQLite + local disk)"
@@ -82,6 +82,10 @@ browser: install
 
 test: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check uploads project
 
 # Every benchmark side by side against its baseline; the table also goes to bench/results.md.
 bench: install

@@ -68,9 +68,15 @@ def make_expired(count: int, *, status: str = "uploading", parts: bool = True) -
         file_id = uuid.uuid4()
         records.append(
             FileRecord(
-                id=file_id, file_name=f"bench-{index}.bin", file_size=4,
-                file=f"uploads/bench/{file_id.hex}", upload_status=status, upload_id=upload_id,
-                total_parts=1, part_size=5 * 1024 * 1024, upload_expires_at=expired_at,
+                id=file_id,
+                file_name=f"bench-{index}.bin",
+                file_size=4,
+                file=f"uploads/bench/{file_id.hex}",
+                upload_status=status,
+                upload_id=upload_id,
+                total_parts=1,
+                part_size=5 * 1024 * 1024,
+                upload_expires_at=expired_at,
                 created_by=user,
             )
         )
@@ -150,25 +156,33 @@ def local_rows(count: int) -> list[Row]:
     return [
         Row(
             measure=f"cleanup_expired_uploads: {label} expired uploads, local disk",
-            ours=seconds, baseline=None, unit="s",
+            ours=seconds,
+            baseline=None,
+            unit="s",
             goal=f"≤ {GOAL_SECONDS:.0f} s" if count >= 100_000 else "",
             passed=seconds <= GOAL_SECONDS if count >= 100_000 else None,
             note=f"{count / seconds:,.0f} uploads/s, {cleanup.STORE_WORKERS} store threads; this "
-                 f"disk, one at a time on a {min(count, 2_000):,}-directory sample: mkdir+write "
-                 f"{create_cost * 1e3:.2f} ms, rmtree {remove_cost * 1e3:.2f} ms per directory",
+            f"disk, one at a time on a {min(count, 2_000):,}-directory sample: mkdir+write "
+            f"{create_cost * 1e3:.2f} ms, rmtree {remove_cost * 1e3:.2f} ms per directory",
         ),
         Row(
             measure=f"cleanup_expired_uploads: queries for {label} rows",
-            ours=queries, baseline=None, unit="queries",
+            ours=queries,
+            baseline=None,
+            unit="queries",
             goal=f"grows with batches ({batches} of {cleanup.BATCH_SIZE})",
             passed=queries <= 6 * batches + 4,
             note=f"{queries / batches:.1f} per batch",
         ),
         Row(
             measure=f"cleanup_failed_uploads: {failed_count:,} old failed rows deleted",
-            ours=failed_seconds, baseline=None, unit="s", goal="", passed=None,
+            ours=failed_seconds,
+            baseline=None,
+            unit="s",
+            goal="",
+            passed=None,
             note=f"{failed_queries} queries ({failed_queries / failed_batches:.1f} per batch); "
-                 "each batch's select sorts all rows left",
+            "each batch's select sorts all rows left",
         ),
     ]
 
@@ -190,8 +204,9 @@ def s3_rows(count: int) -> list[Row]:
         def create(index: int) -> tuple[str, str]:
             key = f"{prefix}/bench/{uuid.uuid4().hex}"
             upload = s3.create_multipart_upload(Bucket="bench", Key=key)
-            s3.upload_part(Bucket="bench", Key=key, UploadId=upload["UploadId"], PartNumber=1,
-                           Body=b"part")
+            s3.upload_part(
+                Bucket="bench", Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=b"part"
+            )
             return key, upload["UploadId"]
 
         def open_uploads() -> int:
@@ -216,9 +231,13 @@ def s3_rows(count: int) -> list[Row]:
         rows.append(
             Row(
                 measure=f"cleanup_expired_uploads: {count:,} multipart uploads, S3 (moto)",
-                ours=seconds, baseline=None, unit="s", goal="", passed=None,
+                ours=seconds,
+                baseline=None,
+                unit="s",
+                goal="",
+                passed=None,
                 note=f"{count / seconds:,.0f} aborts/s over HTTP, {cleanup.STORE_WORKERS} "
-                     f"threads; {queries} queries",
+                f"threads; {queries} queries",
             )
         )
 
@@ -232,7 +251,11 @@ def s3_rows(count: int) -> list[Row]:
         rows.append(
             Row(
                 measure=f"reconcile_storage: {orphans:,} orphan multipart uploads, S3 (moto)",
-                ours=seconds, baseline=None, unit="s", goal="", passed=None,
+                ours=seconds,
+                baseline=None,
+                unit="s",
+                goal="",
+                passed=None,
                 note=f"list + match + abort; {queries} queries",
             )
         )

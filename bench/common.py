@@ -80,12 +80,19 @@ def moto_s3() -> Iterator[tuple[str, Any]]:
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     options = s3_storage_options(
-        bucket="bench", region="us-east-1", endpoint_url=endpoint,
-        access_key="bench", secret_key="bench",
+        bucket="bench",
+        region="us-east-1",
+        endpoint_url=endpoint,
+        access_key="bench",
+        secret_key="bench",
     )
     client = boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
-        aws_secret_access_key="bench", config=options["client_config"],
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        config=options["client_config"],
     )
     client.create_bucket(Bucket="bench")
     s3_storage = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}

@@ -93,24 +93,33 @@ def run(quick: bool = False) -> list[Row]:
     repeat = 2 if smoke() else 3 if quick else 7
     part_size = 5 * MIB
     size = (parts - 1) * part_size + 1234
-    etags = [hashlib.md5(str(n).encode(), usedforsecurity=False).hexdigest()
-             for n in range(1, parts + 1)]
+    etags = [
+        hashlib.md5(str(n).encode(), usedforsecurity=False).hexdigest() for n in range(1, parts + 1)
+    ]
     stored = [
         StoredPart(n, part_size if n < parts else 1234, etags[n - 1]) for n in range(1, parts + 1)
     ]
     # What a client sends: etags quoted, as they come from the PUT responses' ETag header.
     completed = [CompletedPart(n, f'"{etags[n - 1]}"') for n in range(1, parts + 1)]
-    body = json.dumps({"parts": [{"part_number": p.part_number, "etag": p.etag}
-                                 for p in completed]})
+    body = json.dumps(
+        {"parts": [{"part_number": p.part_number, "etag": p.etag} for p in completed]}
+    )
     user, _ = get_user_model().objects.get_or_create(username="bench-complete")
     client = Client(HTTP_AUTHORIZATION=f"Bearer {access_token(user)}")
 
     def new_record() -> Any:
         file_id = uuid.uuid4()
         return FileRecord.objects.create(
-            id=file_id, name="big.bin", file_name="big.bin", file_size=size,
-            file=f"uploads/bench/{file_id.hex}", upload_status=FileRecord.Status.UPLOADING,
-            upload_id=uuid.uuid4().hex, total_parts=parts, part_size=part_size, created_by=user,
+            id=file_id,
+            name="big.bin",
+            file_name="big.bin",
+            file_size=size,
+            file=f"uploads/bench/{file_id.hex}",
+            upload_status=FileRecord.Status.UPLOADING,
+            upload_id=uuid.uuid4().hex,
+            total_parts=parts,
+            part_size=part_size,
+            created_by=user,
         )
 
     def timed_complete(call: Callable[[Any], None]) -> float:
@@ -142,9 +151,11 @@ def run(quick: bool = False) -> list[Row]:
         samples = []
         for _ in range(repeat):
             start = time.perf_counter()
-            items: list[dict[str, Any]] = json.loads(body)["parts"] if parse else [
-                {"part_number": p.part_number, "etag": p.etag} for p in completed
-            ]
+            items: list[dict[str, Any]] = (
+                json.loads(body)["parts"]
+                if parse
+                else [{"part_number": p.part_number, "etag": p.etag} for p in completed]
+            )
             if not parse:
                 start = time.perf_counter()
             held = {p.part_number: p for p in stored}
@@ -163,17 +174,23 @@ def run(quick: bool = False) -> list[Row]:
     return [
         Row(
             measure=f"complete {label} parts: upload_complete service (excl. store calls)",
-            ours=service, baseline=floor(parse=False), unit="s",
-            goal=f"≤ {GOAL_SECONDS} s", passed=service <= GOAL_SECONDS,
+            ours=service,
+            baseline=floor(parse=False),
+            unit="s",
+            goal=f"≤ {GOAL_SECONDS} s",
+            passed=service <= GOAL_SECONDS,
             note="baseline: dict match of the same parts + size sum in plain Python; "
-                 f"median of {repeat}",
+            f"median of {repeat}",
         ),
         Row(
             measure=f"complete {label} parts: whole request in-process (excl. store calls)",
-            ours=request, baseline=floor(parse=True), unit="s",
-            goal=f"≤ {GOAL_SECONDS} s", passed=request <= GOAL_SECONDS,
+            ours=request,
+            baseline=floor(parse=True),
+            unit="s",
+            goal=f"≤ {GOAL_SECONDS} s",
+            passed=request <= GOAL_SECONDS,
             note="JWT + JSON + schema + service + response; baseline: json.loads of the "
-                 f"same {len(body) / 1e6:.2f} MB body + the same dict match",
+            f"same {len(body) / 1e6:.2f} MB body + the same dict match",
         ),
     ]
 

@@ -65,7 +65,8 @@ def dd_seconds(target: Path, size: int) -> float:
     start = time.perf_counter()
     subprocess.run(
         ["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={size // MIB}", "conv=fdatasync"],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     seconds = time.perf_counter() - start
     target.unlink()
@@ -77,9 +78,13 @@ def upload_through_server(server: Server, token: str, size: int) -> dict[str, fl
     """Initiate, PUT every part over CONNECTIONS connections, complete; the phases' times."""
     api = Http(server.base, token)
     status, upload = api.json(
-        "POST", "/v1/files/uploads",
-        {"file_name": "big.bin", "file_size": size,
-         "file_content_type": "application/octet-stream"},
+        "POST",
+        "/v1/files/uploads",
+        {
+            "file_name": "big.bin",
+            "file_size": size,
+            "file_content_type": "application/octet-stream",
+        },
     )
     assert status == 201, upload
     part_size = upload["part_size"]
@@ -101,7 +106,9 @@ def upload_through_server(server: Server, token: str, size: int) -> dict[str, fl
                 number = target["part_number"]
                 length = min(part_size, size - (number - 1) * part_size)
                 status, headers, data = http.request(
-                    "PUT", target["url"], RepeatingBody(length, block),
+                    "PUT",
+                    target["url"],
+                    RepeatingBody(length, block),
                     {"Content-Length": str(length), "Content-Type": "application/octet-stream"},
                 )
                 if status != 200:
@@ -130,8 +137,11 @@ def upload_through_server(server: Server, token: str, size: int) -> dict[str, fl
     synced = time.perf_counter()
     api.close()
     return {
-        "puts": sent - start, "complete": completed - sent, "sync": synced - completed,
-        "parts": len(parts), "part_size": part_size,
+        "puts": sent - start,
+        "complete": completed - sent,
+        "sync": synced - completed,
+        "parts": len(parts),
+        "part_size": part_size,
     }
 
 
@@ -166,39 +176,53 @@ def run(quick: bool = False) -> list[Row]:
         peaks[size] = max(per_worker)
         total = phases["puts"] + phases["complete"] + phases["sync"]
         ours, theirs = size / total / MB, size / dd / MB
-        rows.append(Row(
-            measure=f"local data path {label(size)}: part PUTs + complete, to disk",
-            ours=ours, baseline=theirs, unit="MB/s",
-            goal=f"≥ {GOAL_RATIO:.0%} of dd", passed=ours / theirs >= GOAL_RATIO,
-            note=(
-                f"{phases['parts']:.0f} parts of {phases['part_size'] / MIB:.0f} MiB over "
-                f"{CONNECTIONS} connections: PUTs {phases['puts']:.1f} s, complete "
-                f"{phases['complete']:.1f} s, sync {phases['sync']:.1f} s "
-                f"({size / (total - phases['sync']) / MB:.0f} MB/s before the sync); "
-                f"baseline: dd bs=1M conv=fdatasync, mean of {dd_before:.2f} s before and "
-                f"{dd_after:.2f} s after"
-            ),
-        ))
+        rows.append(
+            Row(
+                measure=f"local data path {label(size)}: part PUTs + complete, to disk",
+                ours=ours,
+                baseline=theirs,
+                unit="MB/s",
+                goal=f"≥ {GOAL_RATIO:.0%} of dd",
+                passed=ours / theirs >= GOAL_RATIO,
+                note=(
+                    f"{phases['parts']:.0f} parts of {phases['part_size'] / MIB:.0f} MiB over "
+                    f"{CONNECTIONS} connections: PUTs {phases['puts']:.1f} s, complete "
+                    f"{phases['complete']:.1f} s, sync {phases['sync']:.1f} s "
+                    f"({size / (total - phases['sync']) / MB:.0f} MB/s before the sync); "
+                    f"baseline: dd bs=1M conv=fdatasync, mean of {dd_before:.2f} s before and "
+                    f"{dd_after:.2f} s after"
+                ),
+            )
+        )
         workers = ", ".join(f"{mb:.0f}" for mb in per_worker)
         first = sizes(quick)[0]
         if size == first:
-            rows.append(Row(
-                measure=f"server peak RSS (VmHWM), {label(size)} upload",
-                ours=peaks[size], baseline=idle[size], unit="MB",
-                goal=f"< {GOAL_RSS_MB} MB", passed=peaks[size] < GOAL_RSS_MB,
-                note=f"largest of {WORKERS} gunicorn workers ({workers} MB); baseline: a "
-                     "worker's RSS after warm-up, before the upload",
-            ))
+            rows.append(
+                Row(
+                    measure=f"server peak RSS (VmHWM), {label(size)} upload",
+                    ours=peaks[size],
+                    baseline=idle[size],
+                    unit="MB",
+                    goal=f"< {GOAL_RSS_MB} MB",
+                    passed=peaks[size] < GOAL_RSS_MB,
+                    note=f"largest of {WORKERS} gunicorn workers ({workers} MB); baseline: a "
+                    "worker's RSS after warm-up, before the upload",
+                )
+            )
         else:
             flat = peaks[size] <= peaks[first] * FLAT_RATIO
-            rows.append(Row(
-                measure=f"server peak RSS (VmHWM), {label(size)} upload",
-                ours=peaks[size], baseline=peaks[first], unit="MB",
-                goal=f"< {GOAL_RSS_MB} MB, flat (≤ {FLAT_RATIO:.2f}× the {label(first)} run)",
-                passed=peaks[size] < GOAL_RSS_MB and flat,
-                note=f"largest of {WORKERS} workers ({workers} MB); baseline: the "
-                     f"{label(first)} run's peak",
-            ))
+            rows.append(
+                Row(
+                    measure=f"server peak RSS (VmHWM), {label(size)} upload",
+                    ours=peaks[size],
+                    baseline=peaks[first],
+                    unit="MB",
+                    goal=f"< {GOAL_RSS_MB} MB, flat (≤ {FLAT_RATIO:.2f}× the {label(first)} run)",
+                    passed=peaks[size] < GOAL_RSS_MB and flat,
+                    note=f"largest of {WORKERS} workers ({workers} MB); baseline: the "
+                    f"{label(first)} run's peak",
+                )
+            )
     return rows
 
 
@@ -210,8 +234,10 @@ def main() -> None:
     start = time.perf_counter()
     for row in run(quick=args.quick):
         ratio = f"{row.ratio:.2f}×" if row.ratio else "-"
-        print(f"{row.measure:60} ours {row.ours:.1f} {row.unit}  baseline {row.baseline:.1f}  "
-              f"{ratio}  {row.note}")
+        print(
+            f"{row.measure:60} ours {row.ours:.1f} {row.unit}  baseline {row.baseline:.1f}  "
+            f"{ratio}  {row.note}"
+        )
     print(f"({time.perf_counter() - start:.1f} s)")
 
 

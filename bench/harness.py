@@ -217,18 +217,30 @@ class Server:
         self.workers = workers
         self.log = Path(tempfile.mkstemp(prefix="bench-gunicorn-", suffix=".log")[1])
         command = [
-            sys.executable, "-m", "gunicorn", "project.wsgi:application",
-            "--bind", f"127.0.0.1:{self.port}",
-            "--workers", str(workers),
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "project.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(workers),
             # gthread keeps connections alive (sync workers close after every response).
-            "--worker-class", "gthread", "--threads", str(threads),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(threads),
             # Completing a 4 GiB local upload combines the parts inside one request.
-            "--timeout", "900",
+            "--timeout",
+            "900",
             # Workers fork from a master that imported the project once: a fast, even start.
             "--preload",
-            "--chdir", str(ROOT),
-            "--error-logfile", str(self.log),
-            "--log-level", "warning",
+            "--chdir",
+            str(ROOT),
+            "--error-logfile",
+            str(self.log),
+            "--log-level",
+            "warning",
         ]
         self.process = subprocess.Popen(
             command,

@@ -53,12 +53,20 @@ def fill(user: Any, count: int) -> None:
     batch = []
     for index in range(count):
         file_id = uuid.uuid4()
-        batch.append(FileRecord(
-            id=file_id, name=f"file {index}.bin", file_name=f"file-{index}.bin",
-            file_size=index * 1000, file=f"uploads/2025/01/01/{file_id.hex}",
-            upload_status=statuses[index % len(statuses)], upload_id="", total_parts=1,
-            part_size=8 * MIB, created_by=user,
-        ))
+        batch.append(
+            FileRecord(
+                id=file_id,
+                name=f"file {index}.bin",
+                file_name=f"file-{index}.bin",
+                file_size=index * 1000,
+                file=f"uploads/2025/01/01/{file_id.hex}",
+                upload_status=statuses[index % len(statuses)],
+                upload_id="",
+                total_parts=1,
+                part_size=8 * MIB,
+                created_by=user,
+            )
+        )
         if len(batch) == 5000:
             FileRecord.objects.bulk_create(batch)
             batch = []
@@ -124,27 +132,45 @@ def run(quick: bool = False) -> list[Row]:
     result = []
     for name, label in (("page1", "page 1"), ("deep", f"deep page {deep:,}")):
         p50 = median(latencies[name])
-        result.append(Row(
-            measure=f"list {rows_in_db:,} rows, {label} of {PAGE_SIZE}: p50 over HTTP",
-            ours=p50, baseline=bare, unit="ms", goal=f"≤ {GOAL_MS:.0f} ms",
-            passed=p50 <= GOAL_MS,
-            note=f"p95 {percentile(latencies[name], 0.95):.1f} ms, {samples} requests; "
-                 "baseline: bare Ninja endpoint (no auth, constant) in the same gunicorn",
-        ))
+        result.append(
+            Row(
+                measure=f"list {rows_in_db:,} rows, {label} of {PAGE_SIZE}: p50 over HTTP",
+                ours=p50,
+                baseline=bare,
+                unit="ms",
+                goal=f"≤ {GOAL_MS:.0f} ms",
+                passed=p50 <= GOAL_MS,
+                note=f"p95 {percentile(latencies[name], 0.95):.1f} ms, {samples} requests; "
+                "baseline: bare Ninja endpoint (no auth, constant) in the same gunicorn",
+            )
+        )
     jwt = median(latencies["jwt"])
-    result.append(Row(
-        measure="bare endpoint + JWT auth only: p50 over HTTP",
-        ours=jwt, baseline=bare, unit="ms", goal="", passed=None,
-        note="where list time goes: JWT decode + user query, without the listing",
-    ))
-    result.append(Row(
-        measure=f"queries per list request: deep page vs page 1 ({rows_in_db:,} rows)",
-        ours=queries["deep"][0], baseline=queries["page1"][0], unit="queries",
-        goal="constant (= page 1)", passed=queries["deep"][0] == queries["page1"][0],
-        note="in-process, CaptureQueriesContext: "
-             + "; ".join(sql.split(" FROM")[0] if "COUNT" in sql else sql.split(" ")[0]
-                         for sql in queries["page1"][1]),
-    ))
+    result.append(
+        Row(
+            measure="bare endpoint + JWT auth only: p50 over HTTP",
+            ours=jwt,
+            baseline=bare,
+            unit="ms",
+            goal="",
+            passed=None,
+            note="where list time goes: JWT decode + user query, without the listing",
+        )
+    )
+    result.append(
+        Row(
+            measure=f"queries per list request: deep page vs page 1 ({rows_in_db:,} rows)",
+            ours=queries["deep"][0],
+            baseline=queries["page1"][0],
+            unit="queries",
+            goal="constant (= page 1)",
+            passed=queries["deep"][0] == queries["page1"][0],
+            note="in-process, CaptureQueriesContext: "
+            + "; ".join(
+                sql.split(" FROM")[0] if "COUNT" in sql else sql.split(" ")[0]
+                for sql in queries["page1"][1]
+            ),
+        )
+    )
     return result
 
 
@@ -156,8 +182,10 @@ def main() -> None:
     start = time.perf_counter()
     for row in run(quick=args.quick):
         ratio = f"{row.ratio:.2f}×" if row.ratio else "-"
-        print(f"{row.measure:60} ours {row.ours:.1f} {row.unit}  baseline {row.baseline}  "
-              f"{ratio}  {row.note}")
+        print(
+            f"{row.measure:60} ours {row.ours:.1f} {row.unit}  baseline {row.baseline}  "
+            f"{ratio}  {row.note}"
+        )
     print(f"({time.perf_counter() - start:.1f} s)")
 
 

@@ -25,9 +25,13 @@ PART = os.urandom(1024)
 
 def cycle(http: Http) -> None:
     status, upload = http.json(
-        "POST", "/v1/files/uploads",
-        {"file_name": "small.bin", "file_size": len(PART),
-         "file_content_type": "application/octet-stream"},
+        "POST",
+        "/v1/files/uploads",
+        {
+            "file_name": "small.bin",
+            "file_size": len(PART),
+            "file_content_type": "application/octet-stream",
+        },
     )
     if status != 201:
         raise RuntimeError(f"initiate: {status} {upload}")
@@ -40,7 +44,8 @@ def cycle(http: Http) -> None:
     if status != 200:
         raise RuntimeError(f"part PUT: {status} {data[:200]!r}")
     status, done = http.json(
-        "POST", f"/v1/files/uploads/{upload['id']}/complete",
+        "POST",
+        f"/v1/files/uploads/{upload['id']}/complete",
         {"parts": [{"part_number": 1, "etag": headers["ETag"]}]},
     )
     if status != 200:
@@ -102,14 +107,18 @@ def main() -> None:
         thread.join()
     # When the count bound stopped the run early, the window is shorter than asked.
     window = min(end, time.perf_counter()) - start
-    print(json.dumps({
-        "count": len(counted),
-        "seconds": window,
-        "per_second": len(counted) / window if window > 0 else 0.0,
-        "latency_p50_ms": median(counted) * 1000 if counted else None,
-        "errors": len(errors),
-        "first_error": errors[0] if errors else "",
-    }))
+    print(
+        json.dumps(
+            {
+                "count": len(counted),
+                "seconds": window,
+                "per_second": len(counted) / window if window > 0 else 0.0,
+                "latency_p50_ms": median(counted) * 1000 if counted else None,
+                "errors": len(errors),
+                "first_error": errors[0] if errors else "",
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

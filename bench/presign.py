@@ -44,8 +44,12 @@ def run(quick: bool = False) -> list[Row]:
                 for number in range(1, parts + 1):
                     s3.generate_presigned_url(
                         "upload_part",
-                        Params={"Bucket": "bench", "Key": "baseline",
-                                "UploadId": upload["UploadId"], "PartNumber": number},
+                        Params={
+                            "Bucket": "bench",
+                            "Key": "baseline",
+                            "UploadId": upload["UploadId"],
+                            "PartNumber": number,
+                        },
                         ExpiresIn=3600,
                         HttpMethod="PUT",
                     )
@@ -54,7 +58,7 @@ def run(quick: bool = False) -> list[Row]:
             theirs = median_time(baseline, repeat)
             rows.append(
                 Row(
-                    measure=f"initiate {parts:,} parts (server time; {sizes[-1] / 1e6:.2f} MB JSON)",
+                    measure=f"initiate {parts:,} parts (server; {sizes[-1] / 1e6:.2f} MB JSON)",
                     ours=ours,
                     baseline=theirs,
                     unit="s",

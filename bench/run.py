@@ -40,8 +40,13 @@ BENCH_DIR = Path(__file__).resolve().parent
 ORDER = ["presign", "complete", "cleanup", "client", "datapath", "listing", "throughput"]
 # Seconds each bench may take at most (full, quick); the whole run stays inside TOTAL_BUDGET.
 CAPS = {
-    "presign": (120, 30), "complete": (60, 20), "cleanup": (200, 30), "client": (120, 30),
-    "datapath": (240, 40), "listing": (150, 35), "throughput": (120, 40),
+    "presign": (120, 30),
+    "complete": (60, 20),
+    "cleanup": (200, 30),
+    "client": (120, 30),
+    "datapath": (240, 40),
+    "listing": (150, 35),
+    "throughput": (120, 40),
 }
 DEFAULT_CAP = (120, 30)
 # The limits: a full run under 10 minutes, a quick run under 2 (margin kept for startup).
@@ -130,8 +135,10 @@ def child_main(name: str, quick: bool, out: Path) -> None:
     if not store:
         from uploads.storage import get_storage_handler
 
-        store = "S3 API (moto server on loopback)" if used_s3 else (
-            f"{get_storage_handler().name} disk"
+        store = (
+            "S3 API (moto server on loopback)"
+            if used_s3
+            else (f"{get_storage_handler().name} disk")
         )
     facts["store"] = store
     out.write_text(json.dumps({"rows": [asdict(row) for row in rows], "facts": facts}))
@@ -151,8 +158,9 @@ def run_one(name: str, quick: bool, smoke: bool, timeout: float, logs: Path) -> 
     # logs) lands here and goes when it ends, even when it was killed.
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     try:
-        return _run_child(name, quick, {**child_env(smoke), "TMPDIR": str(workdir)}, timeout,
-                          out, log)
+        return _run_child(
+            name, quick, {**child_env(smoke), "TMPDIR": str(workdir)}, timeout, out, log
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -168,8 +176,13 @@ def _run_child(
         # A session of its own: on timeout the bench and anything it started (gunicorn, a load
         # generator) are signalled together, by this process group's id.
         process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            command,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             process.wait(timeout=max(timeout, 1))
@@ -230,15 +243,19 @@ def table(rows: list[Row]) -> str:
         if failed:
             verdict = "**error**"
         lines.append(
-            "| " + " | ".join([
-                row.measure,
-                "—" if failed else fmt(row.ours, row.unit),
-                fmt(row.baseline, row.unit),
-                f"{ratio:.2f}×" if ratio else "—",
-                row.goal or "",
-                verdict,
-                row.note.replace("|", "\\|").replace("\n", " "),
-            ]) + " |"
+            "| "
+            + " | ".join(
+                [
+                    row.measure,
+                    "—" if failed else fmt(row.ours, row.unit),
+                    fmt(row.baseline, row.unit),
+                    f"{ratio:.2f}×" if ratio else "—",
+                    row.goal or "",
+                    verdict,
+                    row.note.replace("|", "\\|").replace("\n", " "),
+                ]
+            )
+            + " |"
         )
     return "\n".join(lines)
 
@@ -251,20 +268,24 @@ RATIO_NOTE = (
 
 
 def report(
-    results: dict[str, dict[str, Any]], quick: bool, started: datetime, seconds: float,
+    results: dict[str, dict[str, Any]],
+    quick: bool,
+    started: datetime,
+    seconds: float,
     load: tuple[str, str],
 ) -> str:
     facts = machine_facts()
-    mode = "smoke (BENCH_SMOKE=1)" if os.environ.get("BENCH_SMOKE") == "1" else (
-        "quick" if quick else "full"
+    mode = (
+        "smoke (BENCH_SMOKE=1)"
+        if os.environ.get("BENCH_SMOKE") == "1"
+        else ("quick" if quick else "full")
     )
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
     rows = [row for result in results.values() for row in result["rows"]]
     lines = [
         "# Benchmark results",
         "",
-        f"- date: {started:%Y-%m-%d %H:%M} UTC · mode: {mode}"
-        f" · total {seconds:.0f} s",
+        f"- date: {started:%Y-%m-%d %H:%M} UTC · mode: {mode} · total {seconds:.0f} s",
         f"- machine: {facts['cores']} cores, {mem_gib:.0f} GiB RAM, {facts['platform']}",
         f"- Python {facts['python']}, Django {facts['django']}",
         f"- load average (1 min) at start / end: {load[0]} / {load[1]}"
@@ -327,7 +348,8 @@ def main() -> None:
         print(
             f"[bench] {name}: {results[name]['facts'].get('status', 'ok')} "
             f"in {results[name]['facts']['seconds']} s",
-            file=sys.stderr, flush=True,
+            file=sys.stderr,
+            flush=True,
         )
     # A bench killed on timeout may leave its throwaway database behind.
     leftovers = drop_run_databases(os.environ["BENCH_RUN_ID"])

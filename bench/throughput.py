@@ -43,12 +43,30 @@ def workers() -> int:
 
 def load(server: Server, mode: str, token: str, seconds: float, warmup: float) -> dict[str, Any]:
     command = [
-        sys.executable, "-m", "bench.loadgen", "--base", server.base, "--mode", mode,
-        "--token", token, "--clients", str(CLIENTS), "--warmup", str(warmup),
-        "--seconds", str(seconds), "--max", "200000",
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        "--base",
+        server.base,
+        "--mode",
+        mode,
+        "--token",
+        token,
+        "--clients",
+        str(CLIENTS),
+        "--warmup",
+        str(warmup),
+        "--seconds",
+        str(seconds),
+        "--max",
+        "200000",
     ]
     done = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=seconds + warmup + 60,
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=seconds + warmup + 60,
         check=False,
     )
     if done.returncode != 0:
@@ -80,7 +98,9 @@ def run(quick: bool = False) -> list[Row]:
         # The same with persistent database connections (the project's default opens one per
         # request): how much of a cycle is connection setup.
         with Server(
-            settings_module="bench.settings", workers=count, threads=2,
+            settings_module="bench.settings",
+            workers=count,
+            threads=2,
             env={"DATABASE_CONN_MAX_AGE": str(CONN_MAX_AGE)},
         ) as server:
             server.warm_up()
@@ -95,24 +115,33 @@ def run(quick: bool = False) -> list[Row]:
     return [
         Row(
             measure=f"API cycles/s: initiate + PUT + complete, {CLIENTS} clients",
-            ours=cycles["per_second"], baseline=bare["per_second"] / REQUESTS_PER_CYCLE,
-            unit="cycles/s", goal="(no goal; reported)", passed=None,
+            ours=cycles["per_second"],
+            baseline=bare["per_second"] / REQUESTS_PER_CYCLE,
+            unit="cycles/s",
+            goal="(no goal; reported)",
+            passed=None,
             note=f"{cycles['count']} cycles, p50 {cycles['latency_p50_ms']:.0f} ms per cycle; "
-                 f"baseline: bare endpoint's req/s ÷ {REQUESTS_PER_CYCLE}; {setup_note}",
+            f"baseline: bare endpoint's req/s ÷ {REQUESTS_PER_CYCLE}; {setup_note}",
         ),
         Row(
             measure=f"API req/s within those cycles vs bare Ninja endpoint, {CLIENTS} clients",
-            ours=api_rps, baseline=bare["per_second"], unit="req/s",
-            goal="(no goal; reported)", passed=None,
+            ours=api_rps,
+            baseline=bare["per_second"],
+            unit="req/s",
+            goal="(no goal; reported)",
+            passed=None,
             note=f"bare: {bare['count']} requests, p50 {bare['latency_p50_ms']:.1f} ms",
         ),
         Row(
             measure=f"API cycles/s as above, DATABASE_CONN_MAX_AGE={CONN_MAX_AGE}",
-            ours=persistent["per_second"], baseline=bare["per_second"] / REQUESTS_PER_CYCLE,
-            unit="cycles/s", goal="(no goal; reported)", passed=None,
+            ours=persistent["per_second"],
+            baseline=bare["per_second"] / REQUESTS_PER_CYCLE,
+            unit="cycles/s",
+            goal="(no goal; reported)",
+            passed=None,
             note=f"persistent database connections (default 0: one per request); "
-                 f"{persistent['count']} cycles, p50 {persistent['latency_p50_ms']:.0f} ms; "
-                 "baseline as above",
+            f"{persistent['count']} cycles, p50 {persistent['latency_p50_ms']:.0f} ms; "
+            "baseline as above",
         ),
     ]
 
@@ -125,8 +154,10 @@ def main() -> None:
     start = time.perf_counter()
     for row in run(quick=args.quick):
         ratio = f"{row.ratio:.2f}×" if row.ratio else "-"
-        print(f"{row.measure:70} ours {row.ours:.1f} {row.unit}  baseline {row.baseline:.1f}  "
-              f"{ratio}  {row.note}")
+        print(
+            f"{row.measure:70} ours {row.ours:.1f} {row.unit}  baseline {row.baseline:.1f}  "
+            f"{ratio}  {row.note}"
+        )
     print(f"({time.perf_counter() - start:.1f} s)")
 
 

@@ -41,7 +41,11 @@ def make_files(user: Any) -> list[str]:
 
 
 def test_staff_dashboard_totals_filters_bulk_abort_and_cleanup(
-    page: Page, live_server: LiveServer, transactional_db: None, user: Any, staff_user: Any  # noqa: F811
+    page: Page,
+    live_server: LiveServer,
+    transactional_db: None,
+    user: Any,
+    staff_user: Any,  # noqa: F811
 ) -> None:
     open_ids = make_files(user)
     sign_in(page, live_server, "staff", "staff-pass")
@@ -81,7 +85,9 @@ def test_a_user_who_is_not_staff_gets_no_staff_page(
     page: Page, live_server: LiveServer, transactional_db: None, user: Any
 ) -> None:
     sign_in(page, live_server, "alice", "alice-pass")
-    expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Staff")).to_have_count(0)
+    expect(
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Staff")
+    ).to_have_count(0)
     response = page.goto(f"{live_server.url}/staff/")
     assert response is not None and response.status == 403
     expect(page.get_by_test_id("stat-total")).to_have_count(0)

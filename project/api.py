@@ -43,7 +43,11 @@ def upload_error(request: HttpRequest, exc: UploadError) -> HttpResponse:
 @api.exception_handler(ValidationError)
 def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     errors = [
-        {"loc": list(error.get("loc", [])), "msg": str(error.get("msg", "")), "type": error.get("type")}
+        {
+            "loc": list(error.get("loc", [])),
+            "msg": str(error.get("msg", "")),
+            "type": error.get("type"),
+        }
         for error in exc.errors
     ]
     first = errors[0] if errors else {"loc": [], "msg": "Invalid input."}
@@ -58,8 +62,9 @@ def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse
 def authentication_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
     return api.create_response(
         request,
-        error_body("Authentication credentials were not provided or are not valid.",
-                   "not_authenticated"),
+        error_body(
+            "Authentication credentials were not provided or are not valid.", "not_authenticated"
+        ),
         status=401,
     )
 
@@ -104,7 +109,8 @@ def data_error(request: HttpRequest, exc: DataError) -> HttpResponse:
     # ninja_jwt's user lookup: the client sent it, so it is a 400, not a 500.
     logger.warning("database refused a value in %s %s: %s", request.method, request.path, exc)
     return api.create_response(
-        request, error_body("The request contains a value that cannot be stored.", "invalid"),
+        request,
+        error_body("The request contains a value that cannot be stored.", "invalid"),
         status=400,
     )
 

@@ -156,7 +156,12 @@ AWS_S3_ENDPOINT_URL = env_str("AWS_S3_ENDPOINT_URL")
 
 
 def s3_storage_options(
-    *, bucket: str, region: str, endpoint_url: str, access_key: str, secret_key: str,
+    *,
+    bucket: str,
+    region: str,
+    endpoint_url: str,
+    access_key: str,
+    secret_key: str,
     session_token: str = "",
 ) -> dict[str, object]:
     """OPTIONS for django-storages' S3Storage; tests build the same dict for moto."""

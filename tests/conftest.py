@@ -35,7 +35,7 @@ def _isolated_media(settings: Any, tmp_path: Any) -> None:
 
 @pytest.fixture(autouse=True)
 def _reset_throttles() -> Iterator[None]:
-    """The token endpoints' throttle counts in the cache: every test starts with a full allowance."""
+    """The token throttle counts in the cache: every test starts with a full allowance."""
     from django.core.cache import cache
 
     cache.clear()

@@ -64,8 +64,12 @@ def test_bench_runs_in_quick_mode(name, tmp_path):
     output = tmp_path / "results.md"
     done = subprocess.run(
         [sys.executable, "-m", "bench.run", "--quick", "--only", name, "--output", str(output)],
-        cwd=ROOT, env={**os.environ, "BENCH_SMOKE": "1"}, capture_output=True, text=True,
-        timeout=150, check=False,
+        cwd=ROOT,
+        env={**os.environ, "BENCH_SMOKE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
     )
     assert done.returncode == 0, failure_report(done)
     text = output.read_text()

@@ -143,8 +143,9 @@ def test_s3_key_derived_once_not_per_call(
     for target in signed["presigned_urls"]:
         assert f"/{s3.bucket}/{key}?" in target["url"], target["url"]
         n = target["part_number"]
-        response = requests.put(target["url"], data=content[(n - 1) * 5 * MIB : n * 5 * MIB],
-                                timeout=60)
+        response = requests.put(
+            target["url"], data=content[(n - 1) * 5 * MIB : n * 5 * MIB], timeout=60
+        )
         parts.append({"part_number": n, "etag": response.headers["ETag"]})
     done = api.post(f"{UPLOADS}/{upload['id']}/complete", {"parts": parts})
     assert done.status_code == 200, done.content

@@ -12,7 +12,16 @@ class FileRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     search_fields = ["file_name", "name", "created_by__username"]
     raw_id_fields = ["created_by"]
     readonly_fields = [
-        "id", "file", "upload_id", "total_parts", "part_size", "uploaded_parts", "etag",
-        "etag_digest", "created", "modified", "completed_at",
+        "id",
+        "file",
+        "upload_id",
+        "total_parts",
+        "part_size",
+        "uploaded_parts",
+        "etag",
+        "etag_digest",
+        "created",
+        "modified",
+        "completed_at",
     ]
     date_hierarchy = "created"

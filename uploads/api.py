@@ -33,8 +33,15 @@ router = Router(tags=["uploads"], auth=[JWTAuth(), session_auth])
 # Every error status an endpoint can answer, so the OpenAPI schema documents them all: 403 is a
 # session without its CSRF header, 422 a body or query of the wrong shape.
 ERRORS: dict[int, type[Schema]] = {
-    400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut,
-    415: ErrorOut, 422: ErrorOut, 503: ErrorOut,
+    400: ErrorOut,
+    401: ErrorOut,
+    403: ErrorOut,
+    404: ErrorOut,
+    409: ErrorOut,
+    413: ErrorOut,
+    415: ErrorOut,
+    422: ErrorOut,
+    503: ErrorOut,
 }
 
 

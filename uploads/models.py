@@ -30,9 +30,7 @@ class FileRecord(models.Model):
     file_content_type = models.CharField(max_length=255, default="application/octet-stream")
     # Holds the storage key from initiate on; the key is derived once and never from user input.
     file = models.FileField(max_length=1024, blank=True)
-    upload_status = models.CharField(
-        max_length=16, choices=Status.choices, default=Status.PENDING
-    )
+    upload_status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     upload_id = models.CharField(max_length=1024, blank=True)
     total_parts = models.PositiveIntegerField(default=1)
     part_size = models.BigIntegerField()
@@ -71,9 +69,7 @@ class FileRecord(models.Model):
             # The API's list with ?status=all, and the staff table, in their default order.
             models.Index(fields=["created_by", "-created", "-id"], name="file_owner_created"),
             models.Index(fields=["-created", "-id"], name="file_created"),
-            models.Index(
-                fields=["upload_status", "upload_expires_at"], name="file_status_expiry"
-            ),
+            models.Index(fields=["upload_status", "upload_expires_at"], name="file_status_expiry"),
             models.Index(fields=["parent_content_type", "parent_object_id"], name="file_parent"),
             # Cleanup of old failed/aborted rows pages through them by age.
             models.Index(fields=["upload_status", "modified"], name="file_status_modified"),

@@ -46,9 +46,7 @@ def file_queryset_for_user(
     return queryset.filter(created_by=user)
 
 
-def file_get_for_user(
-    *, user: AbstractBaseUser | AnonymousUser, file_id: object
-) -> FileRecord:
+def file_get_for_user(*, user: AbstractBaseUser | AnonymousUser, file_id: object) -> FileRecord:
     try:
         return file_queryset_for_user(user).get(pk=file_id)
     except (FileRecord.DoesNotExist, ValidationError, ValueError) as exc:

@@ -187,7 +187,9 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
             request,
             "uploads/staff/_bulk_confirm.html",
             {
-                "action": action, "ids": ids, "count": len(ids),
+                "action": action,
+                "ids": ids,
+                "count": len(ids),
                 "query": request.POST.get("query", ""),
             },
         )

@@ -37,8 +37,13 @@ def test_local_parts_with_matching_checksums_complete(api, algorithm):
     checksums = {str(n): DIGESTS[algorithm](body) for n, body in chunks.items()}
     init = api.post(
         "/v1/files/uploads",
-        {"file_name": "c.bin", "file_size": len(CONTENT), "part_size": PART,
-         "checksum_algorithm": algorithm.lower(), "checksums": checksums},
+        {
+            "file_name": "c.bin",
+            "file_size": len(CONTENT),
+            "part_size": PART,
+            "checksum_algorithm": algorithm.lower(),
+            "checksums": checksums,
+        },
     )
     assert init.status_code == 201, init.content
     body = init.json()
@@ -62,8 +67,13 @@ def test_local_part_with_wrong_bytes_is_refused_and_not_kept(api, algorithm, set
     checksums = {str(n): DIGESTS[algorithm](body) for n, body in chunks.items()}
     body = api.post(
         "/v1/files/uploads",
-        {"file_name": "c.bin", "file_size": len(CONTENT), "part_size": PART,
-         "checksum_algorithm": algorithm, "checksums": checksums},
+        {
+            "file_name": "c.bin",
+            "file_size": len(CONTENT),
+            "part_size": PART,
+            "checksum_algorithm": algorithm,
+            "checksums": checksums,
+        },
     ).json()
     target = body["presigned_urls"][0]
     corrupted = b"X" + chunks[1][1:]
@@ -80,8 +90,12 @@ def test_lazy_signing_with_checksums_needs_one_per_part(api):
     chunks = parts_of(CONTENT, PART)
     body = api.post(
         "/v1/files/uploads",
-        {"file_name": "c.bin", "file_size": len(CONTENT), "part_size": PART,
-         "checksum_algorithm": "SHA256"},
+        {
+            "file_name": "c.bin",
+            "file_size": len(CONTENT),
+            "part_size": PART,
+            "checksum_algorithm": "SHA256",
+        },
     ).json()
     assert body["presigned_urls"] == []
     missing = api.post(f"/v1/files/uploads/{body['id']}/presign", {"part_numbers": [1, 2]})
@@ -125,7 +139,9 @@ def test_s3_signs_the_checksum_into_the_url(s3, live_server, user):
     last = b"tail"
     checksums = {"1": sha256_b64(first), "2": sha256_b64(last)}
     body = client.initiate(
-        len(first) + len(last), part_size=len(first), checksum_algorithm="SHA256",
+        len(first) + len(last),
+        part_size=len(first),
+        checksum_algorithm="SHA256",
         checksums=checksums,
     )
     created = s3.client.list_multipart_uploads(Bucket=s3.bucket)["Uploads"]

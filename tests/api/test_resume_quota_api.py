@@ -1,36 +1,72 @@
-def test_resume_flow(api, settings):
-    content = bytes(range(256)) * 40  # 10240 bytes
-    init = api.post("/v1/files/uploads", {"file_name": "r.bin", "file_size": len(content), "part_size": 2048, "presign": "none"})
-    assert init.status_code == 201, init.content
-    body = init.json(); assert body["presigned_urls"] == [] and body["total_parts"] == 5
-    fid = body["id"]
-    r = api.post(f"/v1/files/uploads/{fid}/presign", {"part_numbers": [1, 2]})
-    assert r.status_code == 200, r.content
-    for t in r.json()["presigned_urls"]:
-        n = t["part_number"]; assert api.put_part(t["url"], content[(n-1)*2048:n*2048]).status_code == 200
-    parts = api.get(f"/v1/files/uploads/{fid}/parts").json()
-    assert [p["part_number"] for p in parts["parts"]] == [1, 2] and parts["uploaded_bytes"] == 4096
-    r = api.post(f"/v1/files/uploads/{fid}/presign", {"part_numbers": [3, 4, 5]})
-    for t in r.json()["presigned_urls"]:
-        n = t["part_number"]; assert api.put_part(t["url"], content[(n-1)*2048:n*2048]).status_code == 200
-    parts = api.get(f"/v1/files/uploads/{fid}/parts").json()["parts"]
-    done = api.post(f"/v1/files/uploads/{fid}/complete", {"parts": [{"part_number": p["part_number"], "etag": p["etag"]} for p in parts]})
-    assert done.status_code == 200, done.content
-    assert api.get(f"/v1/files/uploads/{fid}/parts").status_code == 409
-    assert api.post(f"/v1/files/uploads/{fid}/presign", {"part_numbers": [1]}).status_code == 409
+"""Resume through the API (parts listing + re-signing), quotas and type checks, local store."""
 
-def test_quota_and_types(api, settings):
-    settings.FILE_UPLOAD_QUOTA_PER_USER = 10000
-    assert api.post("/v1/files/uploads", {"file_name": "a.bin", "file_size": 6000}).status_code == 201
-    r = api.post("/v1/files/uploads", {"file_name": "b.bin", "file_size": 6000})
-    assert r.status_code == 413 and r.json()["code"] == "quota_exceeded", r.content
-    settings.FILE_UPLOAD_QUOTA_PER_USER = None
+from __future__ import annotations
+
+CONTENT = bytes(range(256)) * 40  # 10,240 bytes: five parts of 2 KiB
+PART = 2048
+
+
+def put_parts(api, targets):
+    for target in targets:
+        n = target["part_number"]
+        response = api.put_part(target["url"], CONTENT[(n - 1) * PART : n * PART])
+        assert response.status_code == 200, response.content
+
+
+def test_resume_lists_stored_parts_and_signs_only_the_rest(api):
+    init = api.post(
+        "/v1/files/uploads",
+        {"file_name": "r.bin", "file_size": len(CONTENT), "part_size": PART, "presign": "none"},
+    )
+    assert init.status_code == 201, init.content
+    body = init.json()
+    assert body["presigned_urls"] == []
+    assert body["total_parts"] == 5
+    uploads = f"/v1/files/uploads/{body['id']}"
+
+    first = api.post(f"{uploads}/presign", {"part_numbers": [1, 2]})
+    assert first.status_code == 200, first.content
+    put_parts(api, first.json()["presigned_urls"])
+    held = api.get(f"{uploads}/parts").json()
+    assert [p["part_number"] for p in held["parts"]] == [1, 2]
+    assert held["uploaded_bytes"] == 2 * PART
+
+    rest = api.post(f"{uploads}/presign", {"part_numbers": [3, 4, 5]})
+    put_parts(api, rest.json()["presigned_urls"])
+    parts = api.get(f"{uploads}/parts").json()["parts"]
+    done = api.post(
+        f"{uploads}/complete",
+        {"parts": [{"part_number": p["part_number"], "etag": p["etag"]} for p in parts]},
+    )
+    assert done.status_code == 200, done.content
+    # A finished upload has nothing left to list or sign.
+    assert api.get(f"{uploads}/parts").status_code == 409
+    assert api.post(f"{uploads}/presign", {"part_numbers": [1]}).status_code == 409
+
+
+def test_quota_counts_unfinished_uploads(api, settings):
+    settings.FILE_UPLOAD_QUOTA_PER_USER = 10_000
+    first = api.post("/v1/files/uploads", {"file_name": "a.bin", "file_size": 6000})
+    assert first.status_code == 201
+    second = api.post("/v1/files/uploads", {"file_name": "b.bin", "file_size": 6000})
+    assert second.status_code == 413, second.content
+    assert second.json()["code"] == "quota_exceeded"
+
+
+def test_types_are_checked_at_initiate_and_against_the_stored_bytes(api, settings):
     settings.ALLOWED_FILE_TYPES = ["image/*"]
-    r = api.post("/v1/files/uploads", {"file_name": "b.exe", "file_size": 10})
-    assert r.status_code == 415, r.content
-    exe = b"MZ" + b"\x90" * 2000
-    init = api.post("/v1/files/uploads", {"file_name": "x.png", "file_size": len(exe), "file_content_type": "image/png"}).json()
-    t = init["presigned_urls"][0]; etag = api.put_part(t["url"], exe)["ETag"]
-    r = api.post(f"/v1/files/uploads/{init['id']}/complete", {"parts": [{"part_number": 1, "etag": etag}]})
-    assert r.status_code == 400 and "not accepted" in r.json()["detail"], r.content
+    refused = api.post("/v1/files/uploads", {"file_name": "b.exe", "file_size": 10})
+    assert refused.status_code == 415, refused.content
+
+    exe = b"MZ" + b"\x90" * 2000  # a Windows executable's first bytes
+    init = api.post(
+        "/v1/files/uploads",
+        {"file_name": "x.png", "file_size": len(exe), "file_content_type": "image/png"},
+    ).json()
+    etag = api.put_part(init["presigned_urls"][0]["url"], exe)["ETag"]
+    done = api.post(
+        f"/v1/files/uploads/{init['id']}/complete", {"parts": [{"part_number": 1, "etag": etag}]}
+    )
+    assert done.status_code == 400, done.content
+    assert "not accepted" in done.json()["detail"]
     assert api.get(f"/v1/files/{init['id']}").json()["upload_status"] == "failed"

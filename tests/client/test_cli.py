@@ -58,8 +58,16 @@ def test_upload_list_download_delete(run, write_file, tmp_path):
     small, _ = write_file(10, seed=2, name="b.bin")
 
     code, uploaded = run(
-        "upload", big, small, "--part-size", "64KiB", "--concurrency", "3",
-        "--description", "nightly", "--json",
+        "upload",
+        big,
+        small,
+        "--part-size",
+        "64KiB",
+        "--concurrency",
+        "3",
+        "--description",
+        "nightly",
+        "--json",
     )
 
     assert code == EXIT_OK
@@ -120,8 +128,9 @@ def test_exit_codes(run, write_file, tmp_path, monkeypatch, settings):
     code, refused = run("upload", present, "--json")
     assert code == EXIT_CONFLICT and refused["files"][0]["error"]["code"] == "too_large"
 
-    code, down = run("list", "--server", f"http://127.0.0.1:{free_port()}", "--retries", "0",
-                     "--json")
+    code, down = run(
+        "list", "--server", f"http://127.0.0.1:{free_port()}", "--retries", "0", "--json"
+    )
     assert code == EXIT_UNAVAILABLE and down["error"]["code"] == "network_error"
 
     monkeypatch.setenv("DIRECT_UPLOADS_PASSWORD", "wrong")
@@ -167,7 +176,10 @@ def test_console_script_uploads_1_gib_with_bounded_memory(local_storage, server,
     command = [script, "upload", source, "--part-size", "64MiB", "--concurrency", "4", "--json"]
     done = subprocess.run(
         [sys.executable, "-c", PEAK_RSS_LAUNCHER, peak_file, *command],
-        env=env, capture_output=True, text=True, timeout=180,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
     assert done.returncode == EXIT_OK, done.stderr

@@ -389,4 +389,3 @@ def test_server_urls_are_normalised(tmp_path: Path) -> None:
     assert normalize_server("http://h:8000/v1/") == "http://h:8000"
     assert normalize_server("h:8000") == "http://h:8000"
     assert normalize_server("https://h/") == "https://h"
-

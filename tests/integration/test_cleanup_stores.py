@@ -84,7 +84,11 @@ def test_expired_uploads_are_aborted_in_the_store(api, backend, store: Store, co
     result = cleanup.cleanup_expired_uploads()
 
     assert result.as_dict() == {
-        "examined": 3, "aborted": 3, "deleted": 0, "errors": 0, "finished": True,
+        "examined": 3,
+        "aborted": 3,
+        "deleted": 0,
+        "errors": 0,
+        "finished": True,
     }
     for upload in expired:
         current = record(upload)
@@ -93,7 +97,8 @@ def test_expired_uploads_are_aborted_in_the_store(api, backend, store: Store, co
         if backend == "local":
             assert store.local_part_files(upload["upload_id"]) == []
     assert (record(fresh).upload_status, record(fresh).upload_id) == (
-        Status.UPLOADING, fresh["upload_id"],
+        Status.UPLOADING,
+        fresh["upload_id"],
     )
     assert store.upload_alive(fresh["upload_id"])
     assert record(done).upload_status == Status.COMPLETED
@@ -121,7 +126,8 @@ def test_a_failing_store_abort_keeps_the_upload_id_for_a_later_run(
     assert (result.aborted, result.errors) == (3, 1)
     assert any(bad["upload_id"] in message for message in caplog.messages)
     assert (record(bad).upload_status, record(bad).upload_id) == (
-        Status.ABORTED, bad["upload_id"],
+        Status.ABORTED,
+        bad["upload_id"],
     )
     assert store.upload_alive(bad["upload_id"])
     for upload in (uploads[0], uploads[2]):
@@ -139,9 +145,7 @@ def test_failed_cleanup_removes_leftover_parts_with_old_records(api, backend, st
     old = start(api, backend, content)
     recent = start(api, backend, content)
     # Both failed while the store was down: their upload ids (and parts) are still there.
-    FileRecord.objects.filter(pk__in=[old["id"], recent["id"]]).update(
-        upload_status=Status.FAILED
-    )
+    FileRecord.objects.filter(pk__in=[old["id"], recent["id"]]).update(upload_status=Status.FAILED)
     FileRecord.objects.filter(pk=old["id"]).update(modified=timezone.now() - timedelta(days=8))
 
     result = cleanup.cleanup_failed_uploads(7)

@@ -61,14 +61,25 @@ def row_ids(response: Any) -> list[str]:
     return [file_id for file_id, _ in ROW.findall(response.content.decode())]
 
 
-def in_flight(owner: Any, *, size: int = 400, expires_in: timedelta = timedelta(hours=1),
-              status: str = Status.UPLOADING, **fields: Any) -> FileRecord:
+def in_flight(
+    owner: Any,
+    *,
+    size: int = 400,
+    expires_in: timedelta = timedelta(hours=1),
+    status: str = Status.UPLOADING,
+    **fields: Any,
+) -> FileRecord:
     """An open record whose upload exists in the local store (an empty part directory)."""
     upload_id = secrets.token_hex(16)
     (Path(settings.UPLOADS_LOCAL_PARTS_DIR) / upload_id).mkdir(parents=True)
     return FileRecordFactory(
-        created_by=owner, upload_status=status, upload_id=upload_id, file_size=size,
-        upload_expires_at=timezone.now() + expires_in, completed_at=None, **fields,
+        created_by=owner,
+        upload_status=status,
+        upload_id=upload_id,
+        file_size=size,
+        upload_expires_at=timezone.now() + expires_in,
+        completed_at=None,
+        **fields,
     )
 
 
@@ -82,25 +93,34 @@ def population(user: Any, other_user: Any) -> dict[str, Any]:
     post = Post.objects.create(title="p")
     post_type = ContentType.objects.get_for_model(Post)
     made: dict[str, Any] = {
-        "photo": FileRecordFactory(created_by=user, name="Holiday photo", file_size=100,
-                                   file_content_type="image/png"),
-        "scan": FileRecordFactory(created_by=user, name="Scan", file_size=200,
-                                  file_content_type="image/jpeg"),
-        "report": FileRecordFactory(created_by=user, name="Report", file_size=300,
-                                    file_content_type="application/pdf"),
-        "failed_now": FileRecordFactory(created_by=user, upload_status=Status.FAILED,
-                                        file_size=50, completed_at=None),
-        "aborted": FileRecordFactory(created_by=user, upload_status=Status.ABORTED,
-                                     file_size=70, completed_at=None),
-        "attached": FileRecordFactory(created_by=other_user, file_size=1000,
-                                      file_content_type="text/plain",
-                                      parent_content_type=post_type,
-                                      parent_object_id=str(post.pk)),
+        "photo": FileRecordFactory(
+            created_by=user, name="Holiday photo", file_size=100, file_content_type="image/png"
+        ),
+        "scan": FileRecordFactory(
+            created_by=user, name="Scan", file_size=200, file_content_type="image/jpeg"
+        ),
+        "report": FileRecordFactory(
+            created_by=user, name="Report", file_size=300, file_content_type="application/pdf"
+        ),
+        "failed_now": FileRecordFactory(
+            created_by=user, upload_status=Status.FAILED, file_size=50, completed_at=None
+        ),
+        "aborted": FileRecordFactory(
+            created_by=user, upload_status=Status.ABORTED, file_size=70, completed_at=None
+        ),
+        "attached": FileRecordFactory(
+            created_by=other_user,
+            file_size=1000,
+            file_content_type="text/plain",
+            parent_content_type=post_type,
+            parent_object_id=str(post.pk),
+        ),
         "stale": in_flight(other_user, size=400, expires_in=timedelta(hours=-2)),
         "uploading": in_flight(other_user, size=600),
         "pending": in_flight(other_user, size=10, status=Status.PENDING),
-        "failed_old": FileRecordFactory(created_by=other_user, upload_status=Status.FAILED,
-                                        file_size=5, completed_at=None),
+        "failed_old": FileRecordFactory(
+            created_by=other_user, upload_status=Status.FAILED, file_size=5, completed_at=None
+        ),
         "old": FileRecordFactory(created_by=carol, file_size=500, name="Old archive"),
     }
     FileRecord.objects.filter(pk=made["failed_old"].pk).update(modified=now - timedelta(days=2))
@@ -130,8 +150,14 @@ def test_dashboard_totals(staff, population, user, other_user):
     assert sum(per_day.values()) == 11
     html = response.content.decode()
     # The figures reach the page, not only the context.
-    for testid, figure in [("stat-total", 11), ("stat-completed", 5), ("stat-in-flight", 3),
-                           ("stat-stale", 1), ("stat-failed-24h", 1), ("stat-aborted", 1)]:
+    for testid, figure in [
+        ("stat-total", 11),
+        ("stat-completed", 5),
+        ("stat-in-flight", 3),
+        ("stat-stale", 1),
+        ("stat-failed-24h", 1),
+        ("stat-aborted", 1),
+    ]:
         figure_html = rf'data-testid="{testid}"><span class="figure">{figure}</span>'
         assert re.search(figure_html, html), testid
     assert "3.2\xa0KB" in html  # total bytes, filesizeformat
@@ -140,8 +166,22 @@ def test_dashboard_totals(staff, population, user, other_user):
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        ("", ["photo", "scan", "report", "failed_now", "aborted", "attached", "stale",
-              "uploading", "pending", "failed_old", "old"]),
+        (
+            "",
+            [
+                "photo",
+                "scan",
+                "report",
+                "failed_now",
+                "aborted",
+                "attached",
+                "stale",
+                "uploading",
+                "pending",
+                "failed_old",
+                "old",
+            ],
+        ),
         ("user=alice", ["photo", "scan", "report", "failed_now", "aborted"]),
         ("user=nobody", []),
         ("status=completed", ["photo", "scan", "report", "attached", "old"]),
@@ -155,8 +195,21 @@ def test_dashboard_totals(staff, population, user, other_user):
         ("stale=on", ["stale"]),
         ("failed_24h=on", ["failed_now"]),
         ("created_to={ten_days_ago}", ["old"]),
-        ("created_from={today}", ["photo", "scan", "report", "failed_now", "aborted", "attached",
-                                  "stale", "uploading", "pending", "failed_old"]),
+        (
+            "created_from={today}",
+            [
+                "photo",
+                "scan",
+                "report",
+                "failed_now",
+                "aborted",
+                "attached",
+                "stale",
+                "uploading",
+                "pending",
+                "failed_old",
+            ],
+        ),
         ("created_from={ten_days_ago}&created_to={ten_days_ago}&status=completed", ["old"]),
         # An invalid value falls back to its default; the valid filters still apply.
         ("status=bogus&user=carol", ["old"]),
@@ -308,8 +361,13 @@ def test_access_matrix(index, user, staff_user):
 
 @pytest.mark.parametrize(
     ("method", "url"),
-    [("get", "/staff/bulk/"), ("get", "/staff/cleanup/"), ("post", "/staff/"),
-     ("post", "/staff/progress/"), ("get", "/staff/files/{id}/abort/")],
+    [
+        ("get", "/staff/bulk/"),
+        ("get", "/staff/cleanup/"),
+        ("post", "/staff/"),
+        ("post", "/staff/progress/"),
+        ("get", "/staff/files/{id}/abort/"),
+    ],
 )
 def test_wrong_method(staff, user, method, url):
     target = in_flight(user)
@@ -365,8 +423,9 @@ def test_bulk_delete_without_htmx_redirects_with_a_notice(staff, user):
     assert ask.status_code == 200 and "Delete 2 files?" in ask.content.decode()
     assert FileRecord.objects.count() == 3
 
-    done = staff.post("/staff/bulk/", {"action": "delete", "ids": ids, "confirm": "yes",
-                                       "query": "status=all"})
+    done = staff.post(
+        "/staff/bulk/", {"action": "delete", "ids": ids, "confirm": "yes", "query": "status=all"}
+    )
     assert done.status_code == 302 and done["Location"] == "/staff/?status=all"
     assert list(FileRecord.objects.values_list("pk", flat=True)) == [left.pk]
     assert not (Path(settings.UPLOADS_LOCAL_PARTS_DIR) / picked[1].upload_id).exists()
@@ -401,8 +460,7 @@ def test_bulk_abort_mixing_open_and_completed(staff, user):
     missing = str(uuid.uuid4())
     response = staff.post(
         "/staff/bulk/",
-        {"action": "abort", "ids": [str(open_one.pk), str(finished.pk), missing],
-         "confirm": "yes"},
+        {"action": "abort", "ids": [str(open_one.pk), str(finished.pk), missing], "confirm": "yes"},
         **HX,
     )
     assert response.status_code == 200
@@ -427,8 +485,10 @@ def test_row_abort_without_htmx_redirects_back(staff, user):
 def test_progress_reads_parts_from_the_store_and_flags_stalls(staff, user, backend, settings):
     part_size = 5 * 1024 * 1024 if backend == "s3" else 1024
     api = ApiClient(user)
-    init = api.post("/v1/files/uploads", {"file_name": "big.bin", "file_size": 3 * part_size,
-                                          "part_size": part_size})
+    init = api.post(
+        "/v1/files/uploads",
+        {"file_name": "big.bin", "file_size": 3 * part_size, "part_size": part_size},
+    )
     assert init.status_code == 201, init.content
     body = init.json()
     for target in body["presigned_urls"][:2]:

@@ -37,6 +37,6 @@ def test_concurrent_initiates_cannot_both_slip_under_the_quota(settings):
         refused = next(r for r in responses if r.status_code == 413)
         assert refused.json()["code"] == "quota_exceeded"
         accepted = next(r for r in responses if r.status_code == 201)
-        assert list(
-            FileRecord.objects.filter(created_by=owner).values_list("pk", flat=True)
-        ) == [__import__("uuid").UUID(accepted.json()["id"])]
+        assert list(FileRecord.objects.filter(created_by=owner).values_list("pk", flat=True)) == [
+            __import__("uuid").UUID(accepted.json()["id"])
+        ]

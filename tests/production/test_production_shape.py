@@ -135,9 +135,7 @@ def stop(process: subprocess.Popen[Any]) -> None:
 
 
 @pytest.fixture
-def shape(
-    database: str, redis_url: str, moto_endpoint: str, tmp_path: Path
-) -> Iterator[Shape]:
+def shape(database: str, redis_url: str, moto_endpoint: str, tmp_path: Path) -> Iterator[Shape]:
     bucket = f"prodshape-{secrets.token_hex(6)}"
     port = free_port()
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
@@ -257,8 +255,7 @@ def test_one_upload_across_two_workers_then_cleanup_through_redis(shape: Shape) 
     for target in upload["presigned_urls"]:
         assert target["url"].startswith(shape.env["AWS_S3_ENDPOINT_URL"]), target["url"]
         n = target["part_number"]
-        put = requests.put(target["url"], data=content[(n - 1) * 5 * MIB : n * 5 * MIB],
-                           timeout=60)
+        put = requests.put(target["url"], data=content[(n - 1) * 5 * MIB : n * 5 * MIB], timeout=60)
         assert put.status_code == 200, put.text
         parts.append({"part_number": n, "etag": put.headers["ETag"]})
 
@@ -274,8 +271,12 @@ def test_one_upload_across_two_workers_then_cleanup_through_redis(shape: Shape) 
     assert second_worker != first_worker
 
     # Download: a 302 to a short-lived S3 URL with the exact bytes.
-    redirect = fresh("GET", f"{shape.base_url}/v1/files/{upload['id']}/download", headers=auth,
-                     allow_redirects=False)
+    redirect = fresh(
+        "GET",
+        f"{shape.base_url}/v1/files/{upload['id']}/download",
+        headers=auth,
+        allow_redirects=False,
+    )
     assert redirect.status_code == 302, redirect.text
     assert redirect.headers["Location"].startswith(shape.env["AWS_S3_ENDPOINT_URL"])
     assert requests.get(redirect.headers["Location"], timeout=60).content == content
@@ -286,8 +287,7 @@ def test_one_upload_across_two_workers_then_cleanup_through_redis(shape: Shape) 
         json={"file_name": "stale.bin", "file_size": 100},
     ).json()  # fmt: skip
     shape.sql(
-        "UPDATE uploads_filerecord SET upload_expires_at = now() - interval '1 hour' "
-        "WHERE id = %s",
+        "UPDATE uploads_filerecord SET upload_expires_at = now() - interval '1 hour' WHERE id = %s",
         stale["id"],
     )
     task_id = shape.manage(

@@ -102,8 +102,9 @@ def same_for_both(call: Call, statuses: dict[str, int]) -> Expect:
 
 
 def no_file(call: Call, statuses: dict[str, int]) -> Expect:
-    return Expect(Call(call.path, call.data, per_file=False, api=call.api, query=call.query),
-                  {ANY: statuses})
+    return Expect(
+        Call(call.path, call.data, per_file=False, api=call.api, query=call.query), {ANY: statuses}
+    )
 
 
 def api(path: str, data: Any = None) -> Call:
@@ -158,8 +159,10 @@ EXPECTED: dict[tuple[str, str], Expect] = {
         api("/v1/files/{file_id}"), roles(401, 404, 204, 204)
     ),
     ("POST", "v1/files/<file_id>/set-parent"): same_for_both(
-        api("/v1/files/{file_id}/set-parent",
-            {"parent_content_type": None, "parent_object_id": None}),
+        api(
+            "/v1/files/{file_id}/set-parent",
+            {"parent_content_type": None, "parent_object_id": None},
+        ),
         roles(401, 404, 200, 200),
     ),
     ("GET", "v1/files/<file_id>/download"): Expect(
@@ -169,9 +172,7 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     # --- API: schema and docs are public; the bare prefix is nothing ---
     ("GET", "v1/openapi.json"): no_file(api("/v1/openapi.json"), roles(200, 200, 200, 200)),
     ("GET", "v1/docs"): no_file(api("/v1/docs"), roles(200, 200, 200, 200)),
-    **{
-        (method, "v1/"): no_file(api("/v1/"), roles(404, 404, 404, 404)) for method in METHODS
-    },
+    **{(method, "v1/"): no_file(api("/v1/"), roles(404, 404, 404, 404)) for method in METHODS},
     # --- Portal: sign-in pages ---
     ("GET", "accounts/login/"): no_file(page("/accounts/login/"), roles(200, 200, 200, 200)),
     ("POST", "accounts/login/"): no_file(
@@ -181,8 +182,7 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("PUT", "accounts/login/"): no_file(
         page("/accounts/login/", {"username": "x", "password": "y"}), roles(200, 200, 200, 200)
     ),
-    ("POST", "accounts/logout/"): no_file(page("/accounts/logout/", {}),
-                                          roles(302, 302, 302, 302)),
+    ("POST", "accounts/logout/"): no_file(page("/accounts/logout/", {}), roles(302, 302, 302, 302)),
     # --- Portal: pages of one's own files (staff see everyone's); anonymous → sign in ---
     ("GET", ""): no_file(page("/"), roles(302, 302, 302, 302)),
     ("GET", "upload/"): no_file(page("/upload/"), roles(302, 200, 200, 200)),
@@ -259,8 +259,11 @@ def _cases() -> list[Any]:
         states = list(expect.statuses) if expect else [ANY]
         for state in states:
             for role in ROLES:
-                cases.append(pytest.param(method, route, state, role,
-                                          id=f"{method} /{route} [{state}] {role}"))
+                cases.append(
+                    pytest.param(
+                        method, route, state, role, id=f"{method} /{route} [{state}] {role}"
+                    )
+                )
     return cases
 
 
@@ -372,8 +375,7 @@ def _request(world: World, method: str, expect: Expect, state: str, role: str) -
     if call.api:
         return client.request(verb, path, data if verb in ("post", "patch") else None)
     if data == "PART_BODY":
-        return client.put(path, data=target["first_part"],
-                          content_type="application/octet-stream")
+        return client.put(path, data=target["first_part"], content_type="application/octet-stream")
     if data is None:
         return getattr(client, verb)(path)
     return getattr(client, verb)(path, data)

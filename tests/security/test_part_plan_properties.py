@@ -81,11 +81,7 @@ def oracle(size: object, part: object, parts: object, *, limit: int, minimum: in
         return INVALID
     assert isinstance(parts, int)
     holds = (parts - 1) * part < size <= parts * part or (size == 0 and parts == 1)
-    valid = (
-        1 <= parts <= S3_MAX_PARTS
-        and (parts == 1 or part >= minimum)
-        and holds
-    )
+    valid = 1 <= parts <= S3_MAX_PARTS and (parts == 1 or part >= minimum) and holds
     return (OK, PartPlan(part_size=part, num_parts=parts)) if valid else INVALID
 
 

@@ -91,8 +91,10 @@ def backdate(records: list[FileRecord], *, days: float) -> None:
 
 def states(records: list[FileRecord]) -> dict[str, tuple[str, str]]:
     rows = FileRecord.objects.filter(pk__in=[r.pk for r in records])
-    return {str(pk): (status, upload_id) for pk, status, upload_id in
-            rows.values_list("pk", "upload_status", "upload_id")}
+    return {
+        str(pk): (status, upload_id)
+        for pk, status, upload_id in rows.values_list("pk", "upload_status", "upload_id")
+    }
 
 
 def alive(record: FileRecord) -> bool:
@@ -140,7 +142,11 @@ def test_expired_open_uploads_are_aborted_and_others_untouched(user):
     result = cleanup.cleanup_expired_uploads()
 
     assert result.as_dict() == {
-        "examined": 5, "aborted": 5, "deleted": 0, "errors": 0, "finished": True,
+        "examined": 5,
+        "aborted": 5,
+        "deleted": 0,
+        "errors": 0,
+        "finished": True,
     }
     for record in [*expired, *pending, *never_started]:
         current = FileRecord.objects.get(pk=record.pk)
@@ -157,7 +163,11 @@ def test_expired_open_uploads_are_aborted_and_others_untouched(user):
 def test_nothing_to_do_returns_zero_counts(user):
     make_records(user, 2, expires_in=timedelta(hours=1))
     assert cleanup.cleanup_expired_uploads().as_dict() == {
-        "examined": 0, "aborted": 0, "deleted": 0, "errors": 0, "finished": True,
+        "examined": 0,
+        "aborted": 0,
+        "deleted": 0,
+        "errors": 0,
+        "finished": True,
     }
 
 
@@ -583,7 +593,8 @@ def test_a_second_complete_while_the_first_removes_the_parts(api, user, monkeypa
 
     current = FileRecord.objects.get(pk=body["id"])
     assert sorted([first.status_code, second[0].status_code]) in ([200, 200], [200, 409]), (
-        first.content, second[0].content,
+        first.content,
+        second[0].content,
     )
     assert current.upload_status == Status.COMPLETED
     assert (Path(settings.MEDIA_ROOT) / current.storage_key).read_bytes() == content

@@ -34,7 +34,12 @@ def make_client(*, endpoint: str | None, style: str, token: str | None = None) -
 def botocore_url(client: Any, part_number: int, expires_in: int = 3600) -> str:
     return client.generate_presigned_url(  # type: ignore[no-any-return]
         "upload_part",
-        Params={"Bucket": "my-bucket", "Key": KEY, "UploadId": UPLOAD_ID, "PartNumber": part_number},
+        Params={
+            "Bucket": "my-bucket",
+            "Key": KEY,
+            "UploadId": UPLOAD_ID,
+            "PartNumber": part_number,
+        },
         ExpiresIn=expires_in,
         HttpMethod="PUT",
     )
@@ -109,7 +114,9 @@ def test_the_store_accepts_fast_urls(s3):
         assert response.status_code == 200, response.text
         parts.append({"PartNumber": number, "ETag": response.headers["ETag"]})
     s3.client.complete_multipart_upload(
-        Bucket=s3.bucket, Key="accept/me", UploadId=upload["UploadId"],
+        Bucket=s3.bucket,
+        Key="accept/me",
+        UploadId=upload["UploadId"],
         MultipartUpload={"Parts": parts},
     )
     stored = s3.client.get_object(Bucket=s3.bucket, Key="accept/me")["Body"].read()

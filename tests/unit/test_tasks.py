@@ -63,7 +63,11 @@ def assert_aborted(upload: dict[str, Any]) -> None:
 def test_cleanup_expired_task_returns_its_counts(api):
     upload = expired_upload(api)
     assert tasks.cleanup_expired_uploads() == {
-        "examined": 1, "aborted": 1, "deleted": 0, "errors": 0, "finished": True,
+        "examined": 1,
+        "aborted": 1,
+        "deleted": 0,
+        "errors": 0,
+        "finished": True,
     }
     assert_aborted(upload)
 
@@ -75,7 +79,11 @@ def test_cleanup_failed_task_returns_its_counts(api):
     )
     assert tasks.cleanup_failed_uploads(days_old=7)["deleted"] == 0
     assert tasks.cleanup_failed_uploads(days_old=2) == {
-        "examined": 1, "aborted": 0, "deleted": 1, "errors": 0, "finished": True,
+        "examined": 1,
+        "aborted": 0,
+        "deleted": 1,
+        "errors": 0,
+        "finished": True,
     }
     assert not FileRecord.objects.filter(pk=upload["id"]).exists()
     assert not parts_dir_exists(upload["upload_id"])
@@ -86,7 +94,11 @@ def test_reconcile_task_returns_its_counts(api, settings):
     upload = expired_upload(api)
     FileRecord.objects.filter(pk=upload["id"]).delete()
     assert tasks.reconcile_storage() == {
-        "examined": 1, "aborted": 1, "deleted": 0, "errors": 0, "finished": True,
+        "examined": 1,
+        "aborted": 1,
+        "deleted": 0,
+        "errors": 0,
+        "finished": True,
     }
     assert not parts_dir_exists(upload["upload_id"])
 
@@ -119,7 +131,9 @@ def test_migrate_creates_the_three_schedules(db):
     for spec in SCHEDULES:
         row = rows[spec["name"]]
         assert (row.func, row.schedule_type, row.repeats) == (
-            spec["func"], spec["schedule_type"], -1,
+            spec["func"],
+            spec["schedule_type"],
+            -1,
         )
         assert row.next_run is not None
     assert rows["cleanup_expired_uploads"].schedule_type == Schedule.HOURLY
@@ -162,7 +176,11 @@ def test_the_scheduler_runs_a_due_cleanup(api):
     assert task.success, task.result
     assert task.group == "cleanup_expired_uploads"
     assert task.result == {
-        "examined": 1, "aborted": 1, "deleted": 0, "errors": 0, "finished": True,
+        "examined": 1,
+        "aborted": 1,
+        "deleted": 0,
+        "errors": 0,
+        "finished": True,
     }
     schedule = Schedule.objects.get(name="cleanup_expired_uploads")
     assert timezone.now() < schedule.next_run <= now + timedelta(hours=1)
@@ -203,7 +221,9 @@ def test_a_task_travels_through_the_redis_broker_to_a_worker(api, redis_broker):
     upload = expired_upload(api)
     # sync=False overrides the test settings' sync mode: the package really goes to Redis.
     task_id = async_task(
-        "uploads.tasks.cleanup_expired_uploads", broker=redis_broker, sync=False,
+        "uploads.tasks.cleanup_expired_uploads",
+        broker=redis_broker,
+        sync=False,
         task_name="redis-path",
     )
     assert redis_broker.queue_size() == 1

@@ -485,7 +485,8 @@ class Client:
                 if self._access is None:
                     if self._username is None:
                         raise ClientError(
-                            401, "not_authenticated",
+                            401,
+                            "not_authenticated",
                             "No credentials: give a token, or a username and password.",
                         )
                     self._sign_in()

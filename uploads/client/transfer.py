@@ -272,9 +272,7 @@ class PartSender:
                 self.progress.add(spec.number, len(chunk))
 
 
-def send_parts(
-    sender: PartSender, specs: Sequence[PartSpec], concurrency: int
-) -> dict[int, str]:
+def send_parts(sender: PartSender, specs: Sequence[PartSpec], concurrency: int) -> dict[int, str]:
     """Send `specs` with `concurrency` workers; return part number → ETag, or raise the first
     failure once every worker has stopped."""
     etags: dict[int, str] = {}

@@ -10,44 +10,91 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('contenttypes', '0002_remove_content_type_name'),
+        ("contenttypes", "0002_remove_content_type_name"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='FileRecord',
+            name="FileRecord",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('name', models.CharField(blank=True, max_length=255)),
-                ('description', models.TextField(blank=True)),
-                ('file_name', models.CharField(max_length=255)),
-                ('file_size', models.BigIntegerField()),
-                ('file_content_type', models.CharField(default='application/octet-stream', max_length=255)),
-                ('file', models.FileField(blank=True, max_length=1024, upload_to='')),
-                ('upload_status', models.CharField(choices=[('pending', 'Pending'), ('uploading', 'Uploading'), ('completed', 'Completed'), ('aborted', 'Aborted'), ('failed', 'Failed')], default='pending', max_length=16)),
-                ('upload_id', models.CharField(blank=True, max_length=1024)),
-                ('total_parts', models.PositiveIntegerField(default=1)),
-                ('part_size', models.BigIntegerField()),
-                ('uploaded_parts', models.PositiveIntegerField(default=0)),
-                ('upload_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('etag', models.CharField(blank=True, max_length=255)),
-                ('etag_digest', models.CharField(blank=True, editable=False, max_length=64)),
-                ('failure_reason', models.TextField(blank=True)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('modified', models.DateTimeField(auto_now=True)),
-                ('parent_object_id', models.CharField(blank=True, max_length=64)),
-                ('created_by', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='uploaded_files', to=settings.AUTH_USER_MODEL)),
-                ('parent_content_type', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='contenttypes.contenttype')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("name", models.CharField(blank=True, max_length=255)),
+                ("description", models.TextField(blank=True)),
+                ("file_name", models.CharField(max_length=255)),
+                ("file_size", models.BigIntegerField()),
+                (
+                    "file_content_type",
+                    models.CharField(default="application/octet-stream", max_length=255),
+                ),
+                ("file", models.FileField(blank=True, max_length=1024, upload_to="")),
+                (
+                    "upload_status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("uploading", "Uploading"),
+                            ("completed", "Completed"),
+                            ("aborted", "Aborted"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("upload_id", models.CharField(blank=True, max_length=1024)),
+                ("total_parts", models.PositiveIntegerField(default=1)),
+                ("part_size", models.BigIntegerField()),
+                ("uploaded_parts", models.PositiveIntegerField(default=0)),
+                ("upload_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("etag", models.CharField(blank=True, max_length=255)),
+                ("etag_digest", models.CharField(blank=True, editable=False, max_length=64)),
+                ("failure_reason", models.TextField(blank=True)),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("modified", models.DateTimeField(auto_now=True)),
+                ("parent_object_id", models.CharField(blank=True, max_length=64)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="uploaded_files",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "parent_content_type",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="contenttypes.contenttype",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created'],
-                'indexes': [models.Index(fields=['created_by', 'upload_status', '-created'], name='file_owner_status'), models.Index(fields=['upload_status', '-created'], name='file_status_created'), models.Index(fields=['upload_status', 'upload_expires_at'], name='file_status_expiry'), models.Index(fields=['parent_content_type', 'parent_object_id'], name='file_parent')],
+                "ordering": ["-created"],
+                "indexes": [
+                    models.Index(
+                        fields=["created_by", "upload_status", "-created"], name="file_owner_status"
+                    ),
+                    models.Index(fields=["upload_status", "-created"], name="file_status_created"),
+                    models.Index(
+                        fields=["upload_status", "upload_expires_at"], name="file_status_expiry"
+                    ),
+                    models.Index(
+                        fields=["parent_content_type", "parent_object_id"], name="file_parent"
+                    ),
+                ],
             },
         ),
     ]

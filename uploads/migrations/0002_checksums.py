@@ -6,20 +6,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('uploads', '0001_initial'),
+        ("uploads", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='filerecord',
-            name='checksum',
+            model_name="filerecord",
+            name="checksum",
             field=models.CharField(blank=True, max_length=128),
         ),
         migrations.AddField(
-            model_name='filerecord',
-            name='checksum_algorithm',
+            model_name="filerecord",
+            name="checksum_algorithm",
             field=models.CharField(blank=True, max_length=16),
         ),
     ]

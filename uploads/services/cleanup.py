@@ -24,9 +24,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ..models import FileRecord
-from ..storage import StorageError, get_storage_handler
-from ..storage.base import MultipartUpload, StorageHandler
+from uploads.models import FileRecord
+from uploads.storage import StorageError, get_storage_handler
+from uploads.storage.base import MultipartUpload, StorageHandler
 
 logger = logging.getLogger(__name__)
 Status = FileRecord.Status
@@ -56,6 +56,7 @@ def _abort_all(
     handler: StorageHandler, uploads: Iterable[MultipartUpload], workers: int
 ) -> tuple[list[str], int]:
     """Abort uploads in the store concurrently; return the file ids done and the error count."""
+
     def abort(upload: MultipartUpload) -> str | None:
         try:
             handler.abort(upload)

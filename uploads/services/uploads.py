@@ -31,7 +31,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from ..errors import (
+from uploads.errors import (
     AccessDenied,
     InvalidInput,
     InvalidTransition,
@@ -43,10 +43,10 @@ from ..errors import (
     UploadTooLarge,
     VerificationFailed,
 )
-from ..models import FileRecord
-from ..selectors import file_queryset_for_user
-from ..storage import StorageError, get_storage_handler
-from ..storage.base import (
+from uploads.models import FileRecord
+from uploads.selectors import file_queryset_for_user
+from uploads.storage import StorageError, get_storage_handler
+from uploads.storage.base import (
     CHECKSUM_DIGEST_SIZES,
     S3_MAX_OBJECT_SIZE,
     S3_MAX_PART_SIZE,
@@ -60,7 +60,7 @@ from ..storage.base import (
     StoredPart,
     normalize_etag,
 )
-from ..storage.local import (
+from uploads.storage.local import (
     LocalStorageHandler,
     Readable,
     verify_download_token,
@@ -114,7 +114,9 @@ def default_part_size(file_size: int) -> int:
     return size
 
 
-def plan_parts(*, file_size: object, part_size: object = None, num_parts: object = None) -> PartPlan:
+def plan_parts(
+    *, file_size: object, part_size: object = None, num_parts: object = None
+) -> PartPlan:
     """Check the declared size and split; the one place these rules live."""
     size = _strict_int(file_size, "file_size")
     if size < 0:
@@ -189,7 +191,9 @@ def clean_description(value: str) -> str:
 def clean_display_name(value: str, field: str = "name") -> str:
     name = _CONTROL_CHARS.sub("", value).strip()
     if len(name) > MAX_NAME_LENGTH:
-        raise InvalidInput(f"{field} may be at most {MAX_NAME_LENGTH} characters.", {"field": field})
+        raise InvalidInput(
+            f"{field} may be at most {MAX_NAME_LENGTH} characters.", {"field": field}
+        )
     return name
 
 
@@ -521,9 +525,7 @@ def verify_parts(
     return None
 
 
-def upload_complete(
-    *, user: User, file_id: object, parts: Sequence[CompletedPart]
-) -> FileRecord:
+def upload_complete(*, user: User, file_id: object, parts: Sequence[CompletedPart]) -> FileRecord:
     with transaction.atomic():
         record = _locked(user, file_id, staff_ok=False)
         if record.upload_status == Status.COMPLETED:
@@ -557,9 +559,7 @@ def _claim_completion(record: FileRecord) -> Any:
     return now
 
 
-def _complete_claimed(
-    user: User, record: FileRecord, ordered: list[CompletedPart]
-) -> FileRecord:
+def _complete_claimed(user: User, record: FileRecord, ordered: list[CompletedPart]) -> FileRecord:
     handler = get_storage_handler()
     upload = _multipart(record)
     try:

@@ -28,7 +28,8 @@ from django.core.files import File
 from django.core.files.storage import Storage
 from django.urls import reverse
 
-from ..errors import AccessDenied, ChecksumMismatch, InvalidInput, UploadTooLarge
+from uploads.errors import AccessDenied, ChecksumMismatch, InvalidInput, UploadTooLarge
+
 from .base import (
     MIB,
     CompletedPart,
@@ -193,7 +194,10 @@ class LocalStorageHandler:
         targets = []
         for number in part_numbers:
             claims: dict[str, object] = {
-                "f": upload.file_id, "u": upload.upload_id, "p": number, "e": expires
+                "f": upload.file_id,
+                "u": upload.upload_id,
+                "p": number,
+                "e": expires,
             }
             headers = {}
             if upload.checksum_algorithm:
@@ -291,7 +295,10 @@ class LocalStorageHandler:
         return found
 
     def list_parts(self, upload: MultipartUpload) -> list[StoredPart]:
-        return [part for _, part in sorted(self._part_files(upload).values(), key=lambda x: x[1].part_number)]
+        return [
+            part
+            for _, part in sorted(self._part_files(upload).values(), key=lambda x: x[1].part_number)
+        ]
 
     def complete(
         self, upload: MultipartUpload, parts: Sequence[CompletedPart], *, content_type: str

@@ -116,9 +116,7 @@ class UploadPartPresigner:
     def _signature(self, part_number: int) -> str:
         canonical = f"{self._canonical_head}partNumber={part_number}{self._canonical_tail}"
         mac = self._mac.copy()
-        mac.update(
-            (self._sts_head + hashlib.sha256(canonical.encode()).hexdigest()).encode()
-        )
+        mac.update((self._sts_head + hashlib.sha256(canonical.encode()).hexdigest()).encode())
         return mac.hexdigest()
 
     def url(self, part_number: int) -> str:

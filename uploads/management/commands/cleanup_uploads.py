@@ -35,7 +35,9 @@ class ProgressBar:
 
 
 class Command(BaseCommand):
-    help = "Abort expired uploads, delete old failed ones, and reconcile the store (all by default)."
+    help = (
+        "Abort expired uploads, delete old failed ones, and reconcile the store (all by default)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--expired", action="store_true", help="Abort expired uploads.")
@@ -46,7 +48,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--dry-run", action="store_true", help="Count only; change nothing.")
         parser.add_argument(
-            "--time-budget", type=float, default=cleanup.TIME_BUDGET_SECONDS,
+            "--time-budget",
+            type=float,
+            default=cleanup.TIME_BUDGET_SECONDS,
             help="Seconds per step before stopping (the next run continues).",
         )
         parser.add_argument("--progress", action="store_true", help="Show a progress bar.")
@@ -74,7 +78,10 @@ class Command(BaseCommand):
                 ).count()
                 bar = ProgressBar("failed", total, sys.stderr, show)
                 result = cleanup.cleanup_failed_uploads(
-                    options["days"], now=now, dry_run=dry, progress=bar,
+                    options["days"],
+                    now=now,
+                    dry_run=dry,
+                    progress=bar,
                     time_budget=options["time_budget"],
                 )
             else:

@@ -74,6 +74,8 @@ class Command(BaseCommand):
                         ]
                     },
                 )
-                self.stdout.write(f"lifecycle on {bucket}: abort incomplete uploads after {days} days")
+                self.stdout.write(
+                    f"lifecycle on {bucket}: abort incomplete uploads after {days} days"
+                )
         except (BotoCoreError, ClientError) as exc:
             raise CommandError(f"S3 refused the bucket setup: {exc}") from exc
