@@ -15,7 +15,6 @@ Run: `python -m bench.cleanup [--quick]`.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import secrets
 import shutil
@@ -25,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import Row, moto_s3, setup_django
+from bench.common import Row, moto_s3, run_alone
 from bench.harness import smoke
 
 GOAL_SECONDS = 60.0
@@ -268,17 +267,7 @@ def run(quick: bool = False) -> list[Row]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    setup_django()
-    start = time.perf_counter()
-    for row in run(quick=args.quick):
-        ours = f"{row.ours:.3f} s" if row.unit == "s" else f"{row.ours:,.0f} {row.unit}"
-        base = f"  baseline {row.baseline:.3f} s" if row.baseline is not None else ""
-        verdict = {True: "  pass", False: "  MISS", None: ""}[row.passed]
-        print(f"{row.measure:70} {ours}{base}{verdict}  ({row.note})")
-    print(f"({time.perf_counter() - start:.1f} s)")
+    run_alone("cleanup")
 
 
 if __name__ == "__main__":

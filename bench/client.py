@@ -11,20 +11,17 @@ Run: `python -m bench.client [--quick]`.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
 import statistics
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.common import MIB, Row, free_port, machine_facts, moto_s3, setup_django
+from bench.common import MIB, Row, free_port, moto_s3, run_alone
 
 GOAL_RATIO = 0.9
 CONCURRENCY = 8
@@ -124,23 +121,7 @@ def _key(file_id: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    setup_django()
-    # moto's request log and PyJWT's warning about the bench's short key are noise here.
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message="The HMAC key")
-    start = time.perf_counter()
-    for row in run(quick=args.quick):
-        ratio = f"{row.ratio:.2f}×" if row.ratio else "-"
-        verdict = {True: "pass", False: "FAIL", None: ""}[row.passed]
-        print(
-            f"{row.measure:50} ours {row.ours:7.1f} {row.unit}  boto3 {row.baseline or 0:7.1f} "
-            f"{row.unit}  {ratio}  goal {row.goal}: {verdict}"
-        )
-    facts = ", ".join(f"{k} {v}" for k, v in machine_facts().items())
-    print(f"({time.perf_counter() - start:.1f} s; {facts})")
+    run_alone("client")
 
 
 if __name__ == "__main__":

@@ -122,3 +122,10 @@ def machine_facts() -> dict[str, str]:
         "django": django.get_version(),
         "platform": platform.platform(terse=True),
     }
+
+
+def run_alone(name: str) -> None:
+    """`python -m bench.<name> [--quick]`: the runner's table for this one bench."""
+    from bench.run import main
+
+    main(["--only", name, *sys.argv[1:]])

@@ -19,7 +19,6 @@ Run: `python -m bench.complete [--quick]`.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import time
@@ -28,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
-from bench.common import MIB, Row, setup_django
+from bench.common import MIB, Row, run_alone, setup_django
 from bench.harness import access_token, remove_workdir_at_exit, smoke
 
 GOAL_SECONDS = 0.2
@@ -196,15 +195,7 @@ def run(quick: bool = False) -> list[Row]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    setup()
-    start = time.perf_counter()
-    for row in run(quick=args.quick):
-        ratio = f"{row.ratio:.1f}×" if row.ratio else "-"
-        print(f"{row.measure:75} ours {row.ours:.3f} s  baseline {row.baseline:.4f} s  {ratio}")
-    print(f"({time.perf_counter() - start:.1f} s)")
+    run_alone("complete")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Run: `python -m bench.datapath [--quick]`.
 
 from __future__ import annotations
 
-import argparse
 import os
 import queue
 import shutil
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import MIB, Row, setup_django
+from bench.common import MIB, Row, run_alone, setup_django
 from bench.harness import (
     MB,
     Http,
@@ -227,18 +226,7 @@ def run(quick: bool = False) -> list[Row]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    setup()
-    start = time.perf_counter()
-    for row in run(quick=args.quick):
-        ratio = f"{row.ratio:.2f}×" if row.ratio else "-"
-        print(
-            f"{row.measure:60} ours {row.ours:.1f} {row.unit}  baseline {row.baseline:.1f}  "
-            f"{ratio}  {row.note}"
-        )
-    print(f"({time.perf_counter() - start:.1f} s)")
+    run_alone("datapath")
 
 
 if __name__ == "__main__":

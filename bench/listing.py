@@ -14,13 +14,12 @@ Run: `python -m bench.listing [--quick]`.
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 import uuid
 from typing import Any
 
-from bench.common import MIB, Row
+from bench.common import MIB, Row, run_alone
 from bench.harness import (
     Http,
     Server,
@@ -175,18 +174,7 @@ def run(quick: bool = False) -> list[Row]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    setup()
-    start = time.perf_counter()
-    for row in run(quick=args.quick):
-        ratio = f"{row.ratio:.2f}×" if row.ratio else "-"
-        print(
-            f"{row.measure:60} ours {row.ours:.1f} {row.unit}  baseline {row.baseline}  "
-            f"{ratio}  {row.note}"
-        )
-    print(f"({time.perf_counter() - start:.1f} s)")
+    run_alone("listing")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,9 @@ Run: `python -m bench.presign [--quick]`.
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
 
-from bench.common import MIB, Row, median_time, moto_s3, setup_django
+from bench.common import MIB, Row, median_time, moto_s3, run_alone
 
 GOAL_SECONDS = 0.25
 
@@ -71,15 +69,7 @@ def run(quick: bool = False) -> list[Row]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    setup_django()
-    start = time.perf_counter()
-    for row in run(quick=args.quick):
-        ratio = f"{row.ratio:.1f}×" if row.ratio else "-"
-        print(f"{row.measure:60} ours {row.ours:.3f} s  baseline {row.baseline:.3f} s  {ratio}")
-    print(f"({time.perf_counter() - start:.1f} s)")
+    run_alone("presign")
 
 
 if __name__ == "__main__":

@@ -312,14 +312,14 @@ def load_average() -> str:
     return f"{os.getloadavg()[0]:.2f}"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke sizes: the whole run < 2 min")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these benches")
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "results.md")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.child:
         child_main(args.child, args.quick, args.out)
         return

@@ -12,15 +12,13 @@ Run: `python -m bench.throughput [--quick]`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
-import time
 from typing import Any
 
-from bench.common import Row
+from bench.common import Row, run_alone
 from bench.harness import ROOT, Server, access_token, drop_postgres, setup_postgres_django, smoke
 
 CLIENTS = 8
@@ -147,18 +145,7 @@ def run(quick: bool = False) -> list[Row]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    setup()
-    start = time.perf_counter()
-    for row in run(quick=args.quick):
-        ratio = f"{row.ratio:.2f}×" if row.ratio else "-"
-        print(
-            f"{row.measure:70} ours {row.ours:.1f} {row.unit}  baseline {row.baseline:.1f}  "
-            f"{ratio}  {row.note}"
-        )
-    print(f"({time.perf_counter() - start:.1f} s)")
+    run_alone("throughput")
 
 
 if __name__ == "__main__":
