@@ -10,20 +10,30 @@ PORT ?= 8000
 MOTO_PORT ?= 9000
 BUCKET ?= direct-uploads
 PYTEST_ARGS ?=
+# The verifying S3 store of the test tier (LocalStack's S3) lives in a virtualenv of its own:
+# its pins clash with the project's.
+S3_VENV ?= .venv-s3
+S3_PY := $(S3_VENV)/bin/python
+S3_STAMP := $(S3_VENV)/.installed
+S3_REQUIREMENTS := tests/verifying_s3/requirements.txt
+VERIFYING_S3_PORT ?= 4566
+VERIFYING_S3_ENV := VERIFYING_S3_PYTHON=$(abspath $(S3_PY))
 
 # Development defaults for `make run`; production reads the real environment instead.
 DEV_ENV := DEBUG=1
 
-.PHONY: help install run run-s3 test lint browser migrate clean bench bench-quick
+.PHONY: help install run run-s3 test lint browser migrate clean bench bench-quick \
+	s3-install s3-verifying
 
 help:
 	@echo "make run      install, migrate, create demo users, serve on http://$(HOST):$(PORT) (SQLite + local disk)"
 	@echo "make run-s3   the same against a local S3 endpoint (moto server on port $(MOTO_PORT))"
-	@echo "make test     install and run every test, browser tests included"
+	@echo "make test     install and run every test, browser tests and the verifying S3 store included"
 	@echo "make install  create $(VENV) and install the project with its test tools"
+	@echo "make s3-verifying  run the verifying S3 store of the tests on port $(VERIFYING_S3_PORT)"
 
-$(PY):
-	@py=""; for c in $(PYTHON) python3.14 python3.13 python3.12 python3 python; do \
+# Shell code that sets $$py to a Python >= 3.12 on PATH, or stops with what to do.
+FIND_PYTHON = py=""; for c in $(PYTHON) python3.14 python3.13 python3.12 python3 python; do \
 	  if command -v $$c >/dev/null 2>&1 && \
 	     $$c -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; then \
 	    py=$$c; break; fi; \
@@ -31,7 +41,10 @@ $(PY):
 	if [ -z "$$py" ]; then \
 	  echo "Direct Uploads needs Python 3.12 or newer, and none was found on PATH." >&2; \
 	  echo "Install one (for example python3.13) or run: make PYTHON=/path/to/python3.12 ..." >&2; \
-	  exit 1; fi; \
+	  exit 1; fi
+
+$(PY):
+	@$(FIND_PYTHON); \
 	echo "Creating $(VENV) with $$($$py --version)"; \
 	$$py -m venv $(VENV)
 
@@ -41,6 +54,22 @@ $(STAMP): pyproject.toml | $(PY)
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+$(S3_PY):
+	@$(FIND_PYTHON); \
+	echo "Creating $(S3_VENV) (the verifying S3 store of the tests) with $$($$py --version)"; \
+	$$py -m venv $(S3_VENV)
+
+$(S3_STAMP): $(S3_REQUIREMENTS) | $(S3_PY)
+	$(S3_PY) -m pip install --quiet -r $(S3_REQUIREMENTS)
+	@touch $(S3_STAMP)
+
+s3-install: $(S3_STAMP)
+
+# The store the tests check signatures, expiry and checksums against, in the foreground; its
+# secret key is `test` (any access key id).
+s3-verifying: install s3-install
+	$(VERIFYING_S3_ENV) $(PY) -m tests.verifying_s3 $(VERIFYING_S3_PORT)
 
 migrate: install
 	$(DEV_ENV) $(PY) manage.py migrate --noinput
@@ -80,8 +109,8 @@ browser: install
 	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null && exit 0; fi; \
 	$(VENV)/bin/playwright install chromium
 
-test: install browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: install browser s3-install
+	$(VERIFYING_S3_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -95,4 +124,4 @@ bench-quick: install
 	$(PY) -m bench.run --quick
 
 clean:
-	rm -rf $(VENV) .pytest_cache media staticfiles e2e-artifacts
+	rm -rf $(VENV) $(S3_VENV) .pytest_cache media staticfiles e2e-artifacts

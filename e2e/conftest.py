@@ -18,14 +18,21 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, Playwright, expect
 from pytest_django.live_server_helper import LiveServer
 
-# Re-expose the shared fixtures (user, s3, backend) here, because e2e/ is not under tests/ and
-# so does not see tests/conftest.py. An explicit import is the form that works however pytest is
-# invoked: `pytest_plugins = ["tests.conftest"]` is only accepted in a conftest pytest loads up
-# front (it breaks with "non-top-level conftest" under e.g. `pytest .`), and a root conftest.py
-# would hand these fixtures to every directory. `moto_endpoint` is deliberately not imported:
-# the one below replaces it for e2e (Chromium-safe ports); `s3` asks for it by name, so it
-# gets this one.
-from tests.conftest import backend, free_port, s3, user  # noqa: F401
+# Re-expose the shared fixtures (user, the stores, backend) here, because e2e/ is not under
+# tests/ and so does not see tests/conftest.py. An explicit import is the form that works however
+# pytest is invoked: `pytest_plugins = ["tests.conftest"]` is only accepted in a conftest pytest
+# loads up front (it breaks with "non-top-level conftest" under e.g. `pytest .`), and a root
+# conftest.py would hand these fixtures to every directory. Their servers listen on ports
+# Chromium accepts (`free_port`).
+from tests.conftest import (  # noqa: F401
+    backend,
+    moto_endpoint,
+    s3,
+    user,
+    verifying,
+    verifying_endpoint,
+)
+from tests.ports import CHROMIUM_UNSAFE_PORTS
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMIUM_ARGS = [
@@ -43,16 +50,6 @@ NO_BROWSER_HELP = (
     "  elsewhere:     .venv/bin/playwright install chromium\n"
     "or point CHROMIUM_PATH at a Chromium/Chrome binary."
 )
-
-# Ports Chromium refuses with net::ERR_UNSAFE_PORT (net/base/port_util.cc, kRestrictedPorts).
-# Kernel-assigned ports (32768+ on Linux) never hit these, but a tuned ephemeral range could.
-CHROMIUM_UNSAFE_PORTS = frozenset(
-    {1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101,
-     102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389,
-     427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636,
-     989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566,
-     6665, 6666, 6667, 6668, 6669, 6697, 10080}
-)  # fmt: skip
 
 PASSWORD = "alice-pass"  # the password tests/conftest.py's `user` is created with
 
@@ -95,20 +92,6 @@ def browser_type_launch_args(
 
 
 # --- servers on ports Chromium accepts ------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """tests/conftest.py's moto server, on a port the browser is allowed to reach."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    while port in CHROMIUM_UNSAFE_PORTS:
-        port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 def _one_request_at_a_time(handler_class: type) -> type:

@@ -1,5 +1,6 @@
 """The portal's uploader in real Chromium: progress, several files, cancel, resume, expired URLs,
-network faults, the file page, and hostile names — against the local store and S3 (moto, CORS).
+network faults, the file page, and hostile names — against the local store and S3 (moto, and
+the verifying store that checks signatures and expiry; bucket CORS on both).
 
 No sleeps: every wait is on state the page shows (data-state, aria-valuenow, messages) or on
 requests and responses Playwright reports. Parts are slowed, held, refused or dropped with
@@ -27,6 +28,7 @@ from playwright.sync_api import FilePayload, Locator, Page, Request, Route, expe
 from pytest_django.live_server_helper import LiveServer
 
 from tests.factories import FileRecordFactory
+from tests.helpers import ApiClient
 from tests.testapp.models import Post
 from uploads.models import FileRecord
 from uploads.storage.local import PART_SALT
@@ -39,6 +41,12 @@ NONZERO = re.compile(r"^[1-9]\d*$")
 UPLOAD_TIMEOUT_MS = 30_000
 Status = FileRecord.Status
 EXPIRED_BODY = "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+
+
+def on_stores(*backends: str) -> pytest.MarkDecorator:
+    """Run a scenario on these stores only: faults faked in the browser tell nothing more on
+    the verifying store than on moto, and each store costs a browser run."""
+    return pytest.mark.parametrize("backend", backends, indirect=True)
 
 
 # --- bytes and files ------------------------------------------------------------------------
@@ -208,7 +216,7 @@ class Mode:
 
     @property
     def is_s3(self) -> bool:
-        return self.name == "s3"
+        return self.name != "local"
 
     @property
     def parts_for_faults(self) -> int:
@@ -228,11 +236,11 @@ def local_storage(settings: Any) -> None:
 @pytest.fixture
 def mode(backend: str, live_server: LiveServer, request: pytest.FixtureRequest) -> Mode:
     """The store under test, ready for a browser: S3 gets CORS for this page's exact origin."""
-    if backend == "s3":
-        call_command("setup_bucket", "--origin", live_server.url)
-        return Mode("s3", 5 * MIB, request.getfixturevalue("s3").endpoint)
-    request.getfixturevalue("local_storage")
-    return Mode("local", 256 * KIB, live_server.url)
+    if backend == "local":
+        request.getfixturevalue("local_storage")
+        return Mode("local", 256 * KIB, live_server.url)
+    call_command("setup_bucket", "--origin", live_server.url)
+    return Mode(backend, 5 * MIB, request.getfixturevalue(backend).endpoint)
 
 
 @pytest.fixture
@@ -346,6 +354,72 @@ def test_large_file_uploads_in_parts_with_progress(
     expect(listed).to_have_attribute("data-file-id", str(record.pk))
     expect(listed.locator(".status")).to_have_text("Completed")
     assert_completed_with(page, live_server, record, data)
+
+
+# The page PUTs a part with fetch and reports what it could read, or the error it got.
+PUT_FROM_PAGE = """async ([url, size]) => {
+  try {
+    const response = await fetch(url, { method: "PUT", body: new Uint8Array(size) });
+    return { status: response.status, etag: response.headers.get("ETag") };
+  } catch (error) {
+    return { error: String(error) };
+  }
+}"""
+
+
+@on_stores("s3", "verifying")
+def test_only_the_page_origin_may_send_parts_to_the_bucket(
+    signed_in_page: Page,
+    mode: Mode,
+    live_server: LiveServer,
+    user: Any,
+    backend: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The bucket's CORS lets the portal's origin PUT parts and read their ETag; a page from any
+    other origin is refused by the browser before a byte is sent."""
+    page = signed_in_page
+    bucket = request.getfixturevalue(backend)
+    init = ApiClient(user).post(
+        "/v1/files/uploads",
+        {"file_name": "cors.bin", "file_size": mode.part_size + 10, "part_size": mode.part_size},
+    )
+    assert init.status_code == 201, init.content
+    upload = init.json()
+    first, last = (t["url"] for t in upload["presigned_urls"])
+    other_origin = live_server.url.replace("localhost", "127.0.0.1")
+    assert other_origin != live_server.url
+
+    def preflight(url: str, origin: str) -> Any:
+        return page.request.fetch(
+            url,
+            method="OPTIONS",
+            headers={"Origin": origin, "Access-Control-Request-Method": "PUT"},
+        )
+
+    allowed = preflight(first, live_server.url)
+    assert allowed.ok, allowed.text()
+    assert allowed.headers["access-control-allow-origin"] == live_server.url
+    assert "PUT" in allowed.headers["access-control-allow-methods"]
+    assert "etag" in allowed.headers["access-control-expose-headers"].lower()
+    refused = preflight(last, other_origin)
+    assert "access-control-allow-origin" not in refused.headers, refused.headers
+
+    # The browser itself: the portal's page sends a part and reads its ETag...
+    sent = page.evaluate(PUT_FROM_PAGE, [first, mode.part_size])
+    assert sent["status"] == 200, sent
+    assert sent["etag"], "ETag not exposed to the page"
+    # ...and the same code from another origin never gets its part to the store.
+    stranger = page.context.new_page()
+    stranger.goto(f"{other_origin}/accounts/login/")
+    blocked = stranger.evaluate(PUT_FROM_PAGE, [last, 10])
+    assert "error" in blocked, blocked
+    held = bucket.client.list_parts(
+        Bucket=bucket.bucket,
+        Key=FileRecord.objects.get(pk=upload["id"]).storage_key,
+        UploadId=upload["upload_id"],
+    )
+    assert [(p["PartNumber"], p["ETag"]) for p in held["Parts"]] == [(1, sent["etag"])]
 
 
 # --- 2. several files at once, one cancelled mid-way --------------------------------------------
@@ -470,6 +544,7 @@ def _start_then_interrupt(
     return file_id
 
 
+@on_stores("local", "s3")
 @pytest.mark.parametrize("how", ["resume-button", "same-file"])
 def test_resume_after_reload_sends_only_missing_parts(
     uploader: Uploader,
@@ -603,6 +678,7 @@ def test_discard_an_unfinished_upload(
 # --- 4. expired URLs are signed again --------------------------------------------------------
 
 
+@on_stores("local", "s3")
 def test_refused_part_url_is_resigned_and_the_upload_finishes(
     uploader: Uploader, mode: Mode, settings: Any, live_server: LiveServer, user: Any
 ) -> None:
@@ -657,6 +733,7 @@ def test_really_expired_local_urls_are_resigned(
 # --- 5. network faults -------------------------------------------------------------------------
 
 
+@on_stores("local", "s3")
 def test_dropped_part_requests_are_retried(
     uploader: Uploader, mode: Mode, settings: Any, live_server: LiveServer, user: Any
 ) -> None:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,15 +14,11 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from project.settings import s3_storage_options
+from tests import verifying_s3
 from tests.helpers import ApiClient
+from tests.ports import free_port
 
 MIB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(autouse=True)
@@ -80,6 +75,18 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def verifying_endpoint() -> Iterator[str]:
+    """The verifying S3 store (LocalStack's S3: signatures, expiry and checksums checked) for
+    the whole session. A test that needs it fails, never skips, when it cannot start."""
+    try:
+        endpoint = verifying_s3.shared(free_port())
+    except verifying_s3.VerifyingS3Unavailable as exc:
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
+    yield endpoint
+    verifying_s3.stop_shared()
+
+
 @dataclass
 class S3Env:
     endpoint: str
@@ -87,20 +94,22 @@ class S3Env:
     client: Any
 
 
-@pytest.fixture
-def s3(settings: Any, moto_endpoint: str) -> S3Env:
-    """Point the default storage at a fresh bucket on the moto server."""
+def use_new_bucket(settings: Any, endpoint: str, *, access_key: str, secret_key: str) -> S3Env:
+    """Create a fresh bucket on `endpoint` and point the default storage at it."""
     bucket = f"test-{uuid.uuid4().hex[:16]}"
-    credentials = {"access_key": "testing", "secret_key": "testing"}
     options = s3_storage_options(
-        bucket=bucket, region="us-east-1", endpoint_url=moto_endpoint, **credentials
+        bucket=bucket,
+        region="us-east-1",
+        endpoint_url=endpoint,
+        access_key=access_key,
+        secret_key=secret_key,
     )
     client = boto3.client(
         "s3",
-        endpoint_url=moto_endpoint,
+        endpoint_url=endpoint,
         region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
         config=options["client_config"],
     )
     client.create_bucket(Bucket=bucket)
@@ -110,12 +119,49 @@ def s3(settings: Any, moto_endpoint: str) -> S3Env:
     }
     # S3 enforces its 5 MiB minimum for every part but the last.
     settings.UPLOADS_MIN_PART_SIZE = 5 * MIB
-    return S3Env(endpoint=moto_endpoint, bucket=bucket, client=client)
+    return S3Env(endpoint=endpoint, bucket=bucket, client=client)
 
 
-@pytest.fixture(params=["local", "s3"])
+def delete_bucket(env: S3Env) -> None:
+    """Remove the bucket and everything in it, so the store does not grow over a session."""
+    client, bucket = env.client, env.bucket
+    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
+        for upload in page.get("Uploads", []):
+            client.abort_multipart_upload(
+                Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        if objects := [{"Key": item["Key"]} for item in page.get("Contents", [])]:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": objects})
+    client.delete_bucket(Bucket=bucket)
+
+
+@pytest.fixture
+def s3(settings: Any, moto_endpoint: str) -> S3Env:
+    """Point the default storage at a fresh bucket on the moto server."""
+    return use_new_bucket(settings, moto_endpoint, access_key="testing", secret_key="testing")
+
+
+@pytest.fixture
+def verifying(settings: Any, verifying_endpoint: str) -> Iterator[S3Env]:
+    """Point the default storage at a fresh bucket on the verifying S3 store."""
+    env = use_new_bucket(
+        settings,
+        verifying_endpoint,
+        access_key=verifying_s3.ACCESS_KEY,
+        secret_key=verifying_s3.SECRET_KEY,
+    )
+    yield env
+    delete_bucket(env)
+
+
+# Backend ids whose store is S3; each names the fixture that sets its bucket up.
+S3_BACKENDS = ("s3", "verifying")
+
+
+@pytest.fixture(params=["local", *S3_BACKENDS])
 def backend(request: pytest.FixtureRequest, settings: Any) -> str:
-    """Run a test once per storage handler."""
-    if request.param == "s3":
-        request.getfixturevalue("s3")
+    """Run a test once per store: local disk, moto, and the verifying S3 store."""
+    if request.param in S3_BACKENDS:
+        request.getfixturevalue(request.param)
     return str(request.param)

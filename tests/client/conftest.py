@@ -100,7 +100,7 @@ def server(live_server: Any, user: Any, transactional_db: Any) -> str:
 @pytest.fixture
 def part_size(backend: str) -> int:
     # S3 refuses parts under 5 MiB but the last; on local disk small parts keep tests fast.
-    return 5 * MIB if backend == "s3" else 64 * KIB
+    return 64 * KIB if backend == "local" else 5 * MIB
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from .support import KIB, MIB, Sizes, Store
 
 @pytest.fixture
 def sizes(backend: str) -> Sizes:
-    return Sizes(part=5 * MIB if backend == "s3" else 64 * KIB)
+    return Sizes(part=64 * KIB if backend == "local" else 5 * MIB)
 
 
 @pytest.fixture

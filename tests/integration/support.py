@@ -34,7 +34,7 @@ class Store:
 
     def __init__(self, backend: str, request: pytest.FixtureRequest) -> None:
         self.backend = backend
-        self.s3 = request.getfixturevalue("s3") if backend == "s3" else None
+        self.s3 = None if backend == "local" else request.getfixturevalue(backend)
 
     @property
     def parts_dir(self) -> Path:

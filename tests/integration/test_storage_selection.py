@@ -116,7 +116,7 @@ def spy_on_keys(monkeypatch: pytest.MonkeyPatch, handler_class: type) -> list[tu
 def test_storage_key_is_derived_once_and_ignores_the_client_name(
     backend: str, http_api: HttpApi, sizes: Sizes, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    handler_class = S3StorageHandler if backend == "s3" else LocalStorageHandler
+    handler_class = LocalStorageHandler if backend == "local" else S3StorageHandler
     seen = spy_on_keys(monkeypatch, handler_class)
     content = payload(sizes.file_size(2, tail=321), seed=6)
 

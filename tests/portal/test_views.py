@@ -855,7 +855,7 @@ def started(backend: str, user: Any, settings: Any) -> FileRecord:
 def _store_holds(record: FileRecord, backend: str, request: pytest.FixtureRequest) -> bool:
     if backend == "local":
         return (Path(django_settings.UPLOADS_LOCAL_PARTS_DIR) / record.upload_id).exists()
-    s3 = request.getfixturevalue("s3")
+    s3 = request.getfixturevalue(backend)
     uploads = s3.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", [])
     return any(u["UploadId"] == record.upload_id for u in uploads)
 

@@ -94,7 +94,7 @@ class StoreView:
 
 @pytest.fixture
 def store_view(backend: str, request: pytest.FixtureRequest) -> StoreView:
-    return StoreView(backend, request.getfixturevalue("s3") if backend == "s3" else None)
+    return StoreView(backend, None if backend == "local" else request.getfixturevalue(backend))
 
 
 @pytest.fixture

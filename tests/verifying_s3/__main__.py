@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from tests.verifying_s3 import main
+
+main()
