@@ -212,6 +212,9 @@ if AWS_STORAGE_BUCKET_NAME:
 # --- Uploads -------------------------------------------------------------------------------
 MAX_FILE_UPLOAD_SIZE = env_int("MAX_FILE_UPLOAD_SIZE", 5 * 1024**3)
 FILE_UPLOAD_PRESIGNED_URL_EXPIRATION = env_int("FILE_UPLOAD_PRESIGNED_URL_EXPIRATION", 3600)
+# S3 part URLs from our own SigV4 signer (checked against botocore's at each use); off, botocore
+# signs every URL itself: slower, for ruling the fast signer out.
+UPLOADS_FAST_PRESIGN = env_bool("UPLOADS_FAST_PRESIGN", True)
 # How long an unfinished upload may stay open before cleanup aborts it.
 UPLOADS_EXPIRATION_SECONDS = env_int("UPLOADS_EXPIRATION_SECONDS", 24 * 3600)
 # S3 refuses non-last parts under 5 MiB; only tests lower this, and only on local disk.

@@ -92,6 +92,7 @@ class S3StorageHandler:
                 key=upload.key,
                 upload_id=upload.upload_id,
                 expires_in=expires_in,
+                fast=settings.UPLOADS_FAST_PRESIGN,
             )
             return [PartTarget(part_number=n, url=signer.url(n)) for n in part_numbers]
 
