@@ -1,5 +1,6 @@
-"""Fixtures for the Python client: a live server (local disk or moto S3), clients signed in as
-`user`, and an httpx transport that records requests and lets a test break some of them."""
+"""Fixtures for the Python client: a live server (local disk, moto or the verifying S3 store),
+clients signed in as `user`, and an httpx transport that records requests and lets a test break
+some of them."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The Python client against a live server, on local disk and on S3 (moto): round trip, resume,
-retries, re-signing, lazy signing, token renewal and typed errors."""
+"""The Python client against a live server, on local disk and on S3 (moto, the verifying store):
+round trip, resume, retries, re-signing, lazy signing, token renewal and typed errors."""
 
 from __future__ import annotations
 
@@ -205,7 +205,7 @@ def test_an_expired_url_is_signed_again(
 
         parts = Recording(fault=fault, after=after)
     else:
-        # moto does not check X-Amz-Expires; answer what S3 answers for an expired URL.
+        # Answer what S3 answers for an expired URL (moto would take it), at a moment we choose.
         def expired(request: httpx.Request, attempt: int) -> httpx.Response | None:
             if part_number(request) == 2 and attempt == 1:
                 return s3_error(403, "AccessDenied", "Request has expired")

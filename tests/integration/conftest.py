@@ -1,5 +1,5 @@
 """Fixtures for the integration tests: real HTTP against `live_server`, parts PUT to whatever
-URL the API hands out (the app's /local/parts/ URLs, or presigned URLs to the moto server)."""
+URL the API hands out (the app's /local/parts/ URLs, or presigned URLs to an S3 store)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""README's Python client runs unchanged against a live server, on local disk and on S3 (moto).
+"""README's Python client runs unchanged against a live server, on local disk and on S3 (moto,
+and the verifying store that checks every signature).
 
 The code is read from README.md at test time, so the published example cannot drift from what
 the server accepts."""

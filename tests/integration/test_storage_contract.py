@@ -1,5 +1,6 @@
-"""One contract, both handlers: the same HTTP flow against `live_server`, parts PUT as bare
-requests to the URLs the API returns (the app's /local/parts/ URLs, or presigned URLs to moto).
+"""One contract, every store: the same HTTP flow against `live_server`, parts PUT as bare
+requests to the URLs the API returns (the app's /local/parts/ URLs, or presigned URLs to moto
+and to the verifying S3 store, which checks their signatures).
 
 Only the part size differs per backend (S3 needs 5 MiB for every part but the last)."""
 

@@ -28,8 +28,8 @@ Status = FileRecord.Status
 MIB = 1024 * 1024
 # What the losing complete answers: 409 invalid_state. moto also answers CompleteMultipartUpload
 # of an upload aborted a moment earlier with a 500 (a KeyError in its models), where S3 says
-# NoSuchUpload; botocore retries, then the client gets 503 storage_unavailable. The end state is
-# checked the same way either way.
+# NoSuchUpload (as the verifying store does); botocore retries, then the client gets 503
+# storage_unavailable. The end state is checked the same way either way.
 LOSING_STATUSES = {"local": {409}, "s3": {409, 503}, "verifying": {409}}
 ROUNDS = 20
 
