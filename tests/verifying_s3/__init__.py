@@ -40,13 +40,17 @@ INSTALL_HINT = (
 )
 
 # The parent's death takes the store with it (Linux), so an interrupted or killed test run
-# leaves no server behind; then the store runs as its own module would.
+# leaves no server behind. Object files go to this store's own directory instead of a fixed
+# /tmp/localstack-s3-storage that every store on the machine would share. Then the store runs
+# as its own module would.
 _BOOTSTRAP = """
 import ctypes, os, runpy, signal, sys
 if sys.platform.startswith("linux"):
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if os.getppid() != int(os.environ["VERIFYING_S3_PARENT"]):
         sys.exit("verifying S3: parent exited before the store started")
+from localstack.services.s3 import provider
+provider.DEFAULT_S3_TMP_DIR = os.environ["VERIFYING_S3_FILES"]
 runpy.run_module("localstack.runtime.main", run_name="__main__")
 """
 
@@ -101,6 +105,7 @@ def start(port: int, *, timeout: float = START_TIMEOUT) -> VerifyingS3:
         "SKIP_SSL_CERT_DOWNLOAD": "1",
         "FILESYSTEM_ROOT": str(workdir / "state"),
         "VERIFYING_S3_PARENT": str(os.getpid()),
+        "VERIFYING_S3_FILES": str(workdir / "objects"),
     }
     log_path = workdir / "store.log"
     with log_path.open("wb") as log:
