@@ -14,12 +14,30 @@ def access_token(user: Any) -> str:
     return str(RefreshToken.for_user(user).access_token)
 
 
-class ApiClient:
-    """JSON calls to /v1/ through Django's test client, as `user` (JWT) or anonymous."""
+AUTH_MODES = ("jwt", "session")
 
-    def __init__(self, user: Any = None) -> None:
-        self.client = Client()
-        self.headers = {"Authorization": f"Bearer {access_token(user)}"} if user else {}
+
+class ApiClient:
+    """JSON calls to /v1/ through Django's test client, as `user` or anonymous.
+
+    `auth="jwt"` sends a Bearer access token, as API clients do; `auth="session"` signs the
+    user in and sends the CSRF header with CSRF checks enforced, as the portal's uploader does.
+    """
+
+    def __init__(self, user: Any = None, *, auth: str = "jwt") -> None:
+        assert auth in AUTH_MODES, auth
+        self.auth = auth
+        self.client = Client(enforce_csrf_checks=auth == "session")
+        self.headers: dict[str, str] = {}
+        if user is None:
+            return
+        if auth == "jwt":
+            self.headers = {"Authorization": f"Bearer {access_token(user)}"}
+            return
+        self.client.force_login(user)
+        # The token the portal's pages carry: a real page sets the cookie the header must match.
+        assert self.client.get("/accounts/login/").status_code == 200
+        self.headers = {"X-CSRFToken": self.client.cookies["csrftoken"].value}
 
     def request(self, method: str, path: str, data: Any = None, **extra: Any) -> Any:
         kwargs: dict[str, Any] = {"headers": {**self.headers, **extra.pop("headers", {})}}

@@ -341,9 +341,9 @@ def test_set_parent_requires_both_fields_in_the_body(api, user, post):
     assert file.parent_content_type is None
 
 
-def test_set_parent_on_another_users_file_is_404(user, other_user, post):
+def test_set_parent_on_another_users_file_is_404(user, other_user, post, api_for):
     file = FileRecordFactory(created_by=user)
-    response = ApiClient(other_user).post(
+    response = api_for(other_user).post(
         f"/v1/files/{file.pk}/set-parent",
         {"parent_content_type": "testapp.post", "parent_object_id": post.pk},
     )
@@ -352,9 +352,9 @@ def test_set_parent_on_another_users_file_is_404(user, other_user, post):
     assert file.parent_content_type is None
 
 
-def test_staff_can_set_parent_on_anothers_file(user, staff_user, post):
+def test_staff_can_set_parent_on_anothers_file(user, staff_user, post, api_for):
     file = FileRecordFactory(created_by=user)
-    response = ApiClient(staff_user).post(
+    response = api_for(staff_user).post(
         f"/v1/files/{file.pk}/set-parent",
         {"parent_content_type": "testapp.post", "parent_object_id": post.pk},
     )
