@@ -217,7 +217,10 @@ UPLOADS_EXPIRATION_SECONDS = env_int("UPLOADS_EXPIRATION_SECONDS", 24 * 3600)
 # S3 refuses non-last parts under 5 MiB; only tests lower this, and only on local disk.
 UPLOADS_MIN_PART_SIZE = env_int("UPLOADS_MIN_PART_SIZE", 5 * 1024**2)
 UPLOADS_DEFAULT_PART_SIZE = env_int("UPLOADS_DEFAULT_PART_SIZE", 8 * 1024**2)
+# Models files may be attached to ("app_label.model"); empty = the project's own apps' models
+# (never Django's, installed libraries' or this app's). The policy is `can_attach(user, obj)`.
 UPLOADS_PARENT_MODELS = env_list("UPLOADS_PARENT_MODELS")
+UPLOADS_PARENT_POLICY = env_str("UPLOADS_PARENT_POLICY", "uploads.services.parents.allow_all")
 # Bytes a user may hold: completed files plus bytes reserved by unfinished uploads. None = no limit.
 FILE_UPLOAD_QUOTA_PER_USER = env_int("FILE_UPLOAD_QUOTA_PER_USER", None)
 # Content types accepted ("image/png", "image/*"); empty = all. Checked at initiate against the
