@@ -7,11 +7,12 @@ from typing import Any
 
 import requests
 from django.test import Client
-from ninja_jwt.tokens import RefreshToken
+
+from uploads.auth import refresh_token_for
 
 
 def access_token(user: Any) -> str:
-    return str(RefreshToken.for_user(user).access_token)
+    return str(refresh_token_for(user).access_token)
 
 
 AUTH_MODES = ("jwt", "session")
