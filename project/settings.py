@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "ninja_extra",
     "ninja_jwt",
     "storages",
+    "axes",
     "uploads",
 ]
 
@@ -83,6 +84,14 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes requires: turns a locked-out sign-in into its 429 answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: it refuses a locked-out sign-in before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -300,6 +309,22 @@ if REDIS_URL:
             "KEY_PREFIX": "direct-uploads",
         }
     }
+
+# --- Login lockout (django-axes) -------------------------------------------------------------
+# Failed passwords on the portal's and the admin's sign-in and on /v1/auth/token/pair, counted
+# in the database (shared by every web worker) per username *and* client address: a guesser
+# locks out only their own guesses, never the user from elsewhere nor other users.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_ENABLED = bool(LOGIN_FAILURE_LIMIT)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT or 5
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15) or 15)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The same client address as the token throttle (NINJA_NUM_PROXIES decides whom to trust).
+AXES_CLIENT_IP_CALLABLE = "uploads.auth.client_ip"
+AXES_LOCKOUT_CALLABLE = "uploads.auth.lockout_response"
+# Failures are what we need; a row per successful sign-in is not.
+AXES_DISABLE_ACCESS_LOG = True
 
 # --- Which web worker answered -------------------------------------------------------------
 # SERVED_BY_HEADER=1 adds `X-Served-By: <pid>` to every response (diagnostics, and the

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.http import HttpRequest
+from django.contrib.auth.signals import user_logged_in
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.utils.crypto import constant_time_compare, salted_hmac
 from ninja import Schema
 from ninja.security import SessionAuth
@@ -16,6 +19,7 @@ from ninja_jwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 from ninja_jwt.schema import TokenObtainPairInputSchema
 from ninja_jwt.tokens import RefreshToken
 
+from .errors import error_body
 from .schemas import ErrorOut
 
 
@@ -111,14 +115,37 @@ class AuthTokenThrottle(AnonRateThrottle):
         return getattr(self._local, "wait", None)
 
     def get_ident(self, request: HttpRequest) -> str | None:
-        remote_addr: str | None = request.META.get("REMOTE_ADDR")
-        proxies = int(settings.NINJA_NUM_PROXIES or 0)
-        forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR", ""))
-        if proxies <= 0 or not forwarded:
-            return remote_addr
-        # The address the nearest trusted proxy saw; anything left of it is client-supplied.
-        addresses = [item.strip() for item in forwarded.split(",")]
-        return addresses[-min(proxies, len(addresses))]
+        return client_ip(request)
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's address: the socket's, or the one the nearest of NINJA_NUM_PROXIES trusted
+    proxies appended to X-Forwarded-For (anything left of it is the client's own claim)."""
+    remote_addr: str | None = request.META.get("REMOTE_ADDR")
+    proxies = int(settings.NINJA_NUM_PROXIES or 0)
+    forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR", ""))
+    if proxies <= 0 or not forwarded:
+        return remote_addr
+    addresses = [item.strip() for item in forwarded.split(",")]
+    return addresses[-min(proxies, len(addresses))]
+
+
+def lockout_response(
+    request: HttpRequest, original_response: HttpResponse | None, credentials: Any
+) -> HttpResponse:
+    """django-axes' answer to a locked-out sign-in: the API's JSON error, or a page."""
+    minutes = math.ceil(settings.AXES_COOLOFF_TIME.total_seconds() / 60)
+    detail = (
+        "Too many failed sign-ins for this account from your address; "
+        f"try again in {minutes} minutes."
+    )
+    response: HttpResponse
+    if request.path.startswith("/v1/"):
+        response = JsonResponse(error_body(detail, "locked_out"), status=429)
+    else:
+        response = render(request, "registration/locked_out.html", {"detail": detail}, status=429)
+    response["Retry-After"] = str(minutes * 60)
+    return response
 
 
 class TokenPairIn(TokenObtainPairInputSchema):
@@ -155,6 +182,8 @@ token_router = Router(tags=["auth"])
 )
 def obtain_token(request: HttpRequest, user_token: TokenPairIn) -> Any:
     user_token.check_user_authentication_rule()
+    # A sign-in like the portal's: the login lockout forgets this user's failures from here.
+    user_logged_in.send(sender=type(user_token._user), request=request, user=user_token._user)
     return user_token.to_response_schema()
 
 
