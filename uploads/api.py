@@ -30,7 +30,7 @@ from .storage.base import CompletedPart
 router = Router(tags=["uploads"], auth=[token_auth, session_auth])
 
 # Every error status an endpoint can answer, so the OpenAPI schema documents them all: 403 is a
-# session without its CSRF header, 422 a body or query of the wrong shape.
+# session without its CSRF header, 422 a body or query of the wrong shape, 507 a full local disk.
 ERRORS: dict[int, type[Schema]] = {
     400: ErrorOut,
     401: ErrorOut,
@@ -41,6 +41,7 @@ ERRORS: dict[int, type[Schema]] = {
     415: ErrorOut,
     422: ErrorOut,
     503: ErrorOut,
+    507: ErrorOut,
 }
 
 

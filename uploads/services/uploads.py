@@ -33,12 +33,14 @@ from django.utils import timezone
 
 from uploads.errors import (
     AccessDenied,
+    InsufficientStorage,
     InvalidInput,
     InvalidTransition,
     LengthRequired,
     QuotaExceeded,
     StorageUnavailable,
     UnsupportedFileType,
+    UploadError,
     UploadNotFound,
     UploadTooLarge,
     VerificationFailed,
@@ -57,6 +59,7 @@ from uploads.storage.base import (
     ObjectInfo,
     PartNotFound,
     PartTarget,
+    StorageFull,
     StorageHandler,
     StoredPart,
     normalize_etag,
@@ -231,8 +234,10 @@ def _multipart(record: FileRecord) -> MultipartUpload:
     )
 
 
-def _storage_unavailable(exc: Exception) -> StorageUnavailable:
+def _storage_unavailable(exc: Exception) -> UploadError:
     logger.error("storage call failed: %s", exc, exc_info=exc)
+    if isinstance(exc, StorageFull):
+        return InsufficientStorage()
     return StorageUnavailable()
 
 
