@@ -74,15 +74,27 @@ def assert_insufficient_storage(response: Any) -> dict[str, Any]:
     return body  # type: ignore[no-any-return]
 
 
+def initiate(api: ApiClient, content: bytes) -> dict[str, Any]:
+    response = api.post(
+        "/v1/files/uploads",
+        {"file_name": "big.bin", "file_size": len(content), "part_size": PART},
+    )
+    assert response.status_code == 201, response.content
+    return response.json()  # type: ignore[no-any-return]
+
+
+def put_part(api: ApiClient, init: dict[str, Any], n: int, content: bytes) -> dict[str, Any]:
+    put = api.put_part(init["presigned_urls"][n - 1]["url"], content[(n - 1) * PART : n * PART])
+    assert put.status_code == 200, put.content
+    return {"part_number": n, "etag": put["ETag"]}
+
+
 def test_a_full_disk_on_a_part_put_keeps_nothing_and_the_upload_resumes(
     small_disk: Path, user: Any
 ) -> None:
     api = ApiClient(user)
     content = os.urandom(3 * PART)
-    init = api.post(
-        "/v1/files/uploads",
-        {"file_name": "big.bin", "file_size": len(content), "part_size": PART},
-    ).json()
+    init = initiate(api, content)
     urls = {t["part_number"]: t["url"] for t in init["presigned_urls"]}
     parts_dir = small_disk / "media" / ".parts" / init["upload_id"]
 
@@ -99,10 +111,7 @@ def test_a_full_disk_on_a_part_put_keeps_nothing_and_the_upload_resumes(
     # Room again: the client resumes where it stopped.
     (small_disk / "filler").unlink()
     parts = [{"part_number": 1, "etag": first["ETag"]}]
-    for n in (2, 3):
-        put = api.put_part(urls[n], content[(n - 1) * PART : n * PART])
-        assert put.status_code == 200, put.content
-        parts.append({"part_number": n, "etag": put["ETag"]})
+    parts += [put_part(api, init, n, content) for n in (2, 3)]
     done = api.post(f"/v1/files/uploads/{init['id']}/complete", {"parts": parts})
     assert done.status_code == 200, done.content
 
@@ -110,16 +119,8 @@ def test_a_full_disk_on_a_part_put_keeps_nothing_and_the_upload_resumes(
 def test_a_full_disk_at_complete_leaves_no_truncated_object(small_disk: Path, user: Any) -> None:
     api = ApiClient(user)
     content = os.urandom(3 * PART)
-    init = api.post(
-        "/v1/files/uploads",
-        {"file_name": "big.bin", "file_size": len(content), "part_size": PART},
-    ).json()
-    parts = []
-    for target in init["presigned_urls"]:
-        n = target["part_number"]
-        put = api.put_part(target["url"], content[(n - 1) * PART : n * PART])
-        assert put.status_code == 200, put.content
-        parts.append({"part_number": n, "etag": put["ETag"]})
+    init = initiate(api, content)
+    parts = [put_part(api, init, n, content) for n in (1, 2, 3)]
     media = small_disk / "media"
     before = files_under(media)
 
