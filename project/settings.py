@@ -162,6 +162,15 @@ AWS_SESSION_TOKEN = env_str("AWS_SESSION_TOKEN")
 AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME")
 AWS_S3_REGION_NAME = env_str("AWS_S3_REGION_NAME", "us-east-1")
 AWS_S3_ENDPOINT_URL = env_str("AWS_S3_ENDPOINT_URL")
+# Every call to the store is bounded, so a store that accepts connections but never answers
+# costs a request about 2 x 5 s + backoff (about 11 s) before its 503, not minutes. S3 answers
+# these small calls in well under a second. Completion is the exception: S3 may work for
+# minutes on a large upload (sending whitespace meanwhile), so CompleteMultipartUpload alone
+# waits up to AWS_S3_COMPLETE_READ_TIMEOUT of silence, and is not retried.
+AWS_S3_CONNECT_TIMEOUT = env_int("AWS_S3_CONNECT_TIMEOUT", 3)
+AWS_S3_READ_TIMEOUT = env_int("AWS_S3_READ_TIMEOUT", 5)
+AWS_S3_MAX_ATTEMPTS = env_int("AWS_S3_MAX_ATTEMPTS", 2)
+AWS_S3_COMPLETE_READ_TIMEOUT = env_int("AWS_S3_COMPLETE_READ_TIMEOUT", 120)
 
 
 def s3_storage_options(
@@ -172,6 +181,9 @@ def s3_storage_options(
     access_key: str,
     secret_key: str,
     session_token: str = "",
+    connect_timeout: int | None = AWS_S3_CONNECT_TIMEOUT,
+    read_timeout: int | None = AWS_S3_READ_TIMEOUT,
+    max_attempts: int | None = AWS_S3_MAX_ATTEMPTS,
 ) -> dict[str, object]:
     """OPTIONS for django-storages' S3Storage; tests build the same dict for moto."""
     return {
@@ -193,9 +205,11 @@ def s3_storage_options(
             # on several S3-compatible stores.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            retries={"max_attempts": 3, "mode": "standard"},
-            connect_timeout=5,
-            read_timeout=60,
+            # "standard" retries throttling and transient errors with backoff; the first try
+            # counts as one of the attempts.
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
             max_pool_connections=32,
         ),
     }
