@@ -84,6 +84,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "uploads.middleware.PortalErrorMiddleware",
     # Last, as django-axes requires: turns a locked-out sign-in into its 429 answer.
     "axes.middleware.AxesMiddleware",
 ]
