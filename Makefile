@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # Development defaults for `make run`; production reads the real environment instead.
 DEV_ENV := DEBUG=1
 
-.PHONY: help install run run-s3 test lint browser migrate clean bench bench-quick
+.PHONY: help install run run-s3 test lint browser nginx migrate clean bench bench-quick
 
 help:
 	@echo "make run      install, migrate, create demo users, serve on http://$(HOST):$(PORT) (SQLite + local disk)"
@@ -80,7 +80,15 @@ browser: install
 	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null && exit 0; fi; \
 	$(VENV)/bin/playwright install chromium
 
-test: install browser
+# The production-shape test runs the shipped deploy/nginx/ config in front of gunicorn.
+nginx:
+	@if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) >/dev/null \
+	  && exit 0; fi; \
+	echo "nginx not found: the production-shape test will be skipped (install your distribution's nginx)"
+
+test: install browser nginx
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
