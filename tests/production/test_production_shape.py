@@ -281,14 +281,19 @@ def worker_held_busy(shape: Shape, pid: str) -> Iterator[None]:
     pytest.fail(f"could not hold worker {pid} busy")
 
 
-def test_one_upload_across_two_workers_then_cleanup_through_redis(shape: Shape) -> None:
-    started = time.monotonic()
-    token = fresh(
+def bearer(shape: Shape) -> dict[str, str]:
+    """The Authorization header of the superuser, signed in through the token endpoint."""
+    pair = fresh(
         "POST", f"{shape.base_url}/v1/auth/token/pair",
         json={"username": "ops", "password": PASSWORD},
     )  # fmt: skip
-    assert token.status_code == 200, token.text
-    auth = {"Authorization": f"Bearer {token.json()['access']}"}
+    assert pair.status_code == 200, pair.text
+    return {"Authorization": f"Bearer {pair.json()['access']}"}
+
+
+def test_one_upload_across_two_workers_then_cleanup_through_redis(shape: Shape) -> None:
+    started = time.monotonic()
+    auth = bearer(shape)
 
     # Initiate on whichever worker takes it.
     content = os.urandom(5 * MIB + 12345)
@@ -394,12 +399,7 @@ def stalled_bodies(shape: Shape, count: int) -> list[socket.socket]:
 
 
 def test_normal_clients_are_answered_while_50_clients_stall_their_bodies(shape: Shape) -> None:
-    pair = fresh(
-        "POST", f"{shape.base_url}/v1/auth/token/pair",
-        json={"username": "ops", "password": PASSWORD},
-    )  # fmt: skip
-    assert pair.status_code == 200, pair.text
-    auth = {"Authorization": f"Bearer {pair.json()['access']}"}
+    auth = bearer(shape)
 
     stalled = stalled_bodies(shape, 50)
     try:
