@@ -22,7 +22,7 @@ VERIFYING_S3_ENV := VERIFYING_S3_PYTHON=$(abspath $(S3_PY))
 # Development defaults for `make run`; production reads the real environment instead.
 DEV_ENV := DEBUG=1
 
-.PHONY: help install run run-s3 test lint browser migrate clean bench bench-quick \
+.PHONY: help install run run-s3 test lint browser nginx migrate clean bench bench-quick \
 	s3-install s3-verifying
 
 help:
@@ -109,7 +109,15 @@ browser: install
 	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null && exit 0; fi; \
 	$(VENV)/bin/playwright install chromium
 
-test: install browser s3-install
+# The production-shape test runs the shipped deploy/nginx/ config in front of gunicorn.
+nginx:
+	@if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) >/dev/null \
+	  && exit 0; fi; \
+	echo "nginx not found: the production-shape test will be skipped (install your distribution's nginx)"
+
+test: install browser nginx s3-install
 	$(VERIFYING_S3_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

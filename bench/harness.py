@@ -151,9 +151,9 @@ def setup_postgres_django(label: str, **env: str) -> str:
 
 def access_token(user: Any) -> str:
     """A JWT access token for `user`, as `POST /v1/auth/token/pair` would hand out."""
-    from ninja_jwt.tokens import RefreshToken
+    from uploads.auth import refresh_token_for
 
-    return str(RefreshToken.for_user(user).access_token)  # type: ignore[misc]
+    return str(refresh_token_for(user).access_token)
 
 
 # --- gunicorn ------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "ninja_extra",
     "ninja_jwt",
     "storages",
+    "axes",
     "uploads",
 ]
 
@@ -83,6 +84,15 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "uploads.middleware.PortalErrorMiddleware",
+    # Last, as django-axes requires: turns a locked-out sign-in into its 429 answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: it refuses a locked-out sign-in before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -153,6 +163,15 @@ AWS_SESSION_TOKEN = env_str("AWS_SESSION_TOKEN")
 AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME")
 AWS_S3_REGION_NAME = env_str("AWS_S3_REGION_NAME", "us-east-1")
 AWS_S3_ENDPOINT_URL = env_str("AWS_S3_ENDPOINT_URL")
+# Every call to the store is bounded, so a store that accepts connections but never answers
+# costs a request about 2 x 5 s + backoff (about 11 s) before its 503, not minutes. S3 answers
+# these small calls in well under a second. Completion is the exception: S3 may work for
+# minutes on a large upload (sending whitespace meanwhile), so CompleteMultipartUpload alone
+# waits up to AWS_S3_COMPLETE_READ_TIMEOUT of silence, and is not retried.
+AWS_S3_CONNECT_TIMEOUT = env_int("AWS_S3_CONNECT_TIMEOUT", 3)
+AWS_S3_READ_TIMEOUT = env_int("AWS_S3_READ_TIMEOUT", 5)
+AWS_S3_MAX_ATTEMPTS = env_int("AWS_S3_MAX_ATTEMPTS", 2)
+AWS_S3_COMPLETE_READ_TIMEOUT = env_int("AWS_S3_COMPLETE_READ_TIMEOUT", 120)
 
 
 def s3_storage_options(
@@ -163,6 +182,9 @@ def s3_storage_options(
     access_key: str,
     secret_key: str,
     session_token: str = "",
+    connect_timeout: int | None = AWS_S3_CONNECT_TIMEOUT,
+    read_timeout: int | None = AWS_S3_READ_TIMEOUT,
+    max_attempts: int | None = AWS_S3_MAX_ATTEMPTS,
 ) -> dict[str, object]:
     """OPTIONS for django-storages' S3Storage; tests build the same dict for moto."""
     return {
@@ -184,9 +206,11 @@ def s3_storage_options(
             # on several S3-compatible stores.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            retries={"max_attempts": 3, "mode": "standard"},
-            connect_timeout=5,
-            read_timeout=60,
+            # "standard" retries throttling and transient errors with backoff; the first try
+            # counts as one of the attempts.
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
             max_pool_connections=32,
         ),
     }
@@ -220,7 +244,10 @@ UPLOADS_EXPIRATION_SECONDS = env_int("UPLOADS_EXPIRATION_SECONDS", 24 * 3600)
 # S3 refuses non-last parts under 5 MiB; only tests lower this, and only on local disk.
 UPLOADS_MIN_PART_SIZE = env_int("UPLOADS_MIN_PART_SIZE", 5 * 1024**2)
 UPLOADS_DEFAULT_PART_SIZE = env_int("UPLOADS_DEFAULT_PART_SIZE", 8 * 1024**2)
+# Models files may be attached to ("app_label.model"); empty = the project's own apps' models
+# (never Django's, installed libraries' or this app's). The policy is `can_attach(user, obj)`.
 UPLOADS_PARENT_MODELS = env_list("UPLOADS_PARENT_MODELS")
+UPLOADS_PARENT_POLICY = env_str("UPLOADS_PARENT_POLICY", "uploads.services.parents.allow_all")
 # Bytes a user may hold: completed files plus bytes reserved by unfinished uploads. None = no limit.
 FILE_UPLOAD_QUOTA_PER_USER = env_int("FILE_UPLOAD_QUOTA_PER_USER", None)
 # Content types accepted ("image/png", "image/*"); empty = all. Checked at initiate against the
@@ -300,6 +327,22 @@ if REDIS_URL:
             "KEY_PREFIX": "direct-uploads",
         }
     }
+
+# --- Login lockout (django-axes) -------------------------------------------------------------
+# Failed passwords on the portal's and the admin's sign-in and on /v1/auth/token/pair, counted
+# in the database (shared by every web worker) per username *and* client address: a guesser
+# locks out only their own guesses, never the user from elsewhere nor other users.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_ENABLED = bool(LOGIN_FAILURE_LIMIT)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT or 5
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15) or 15)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The same client address as the token throttle (NINJA_NUM_PROXIES decides whom to trust).
+AXES_CLIENT_IP_CALLABLE = "uploads.auth.client_ip"
+AXES_LOCKOUT_CALLABLE = "uploads.auth.lockout_response"
+# Failures are what we need; a row per successful sign-in is not.
+AXES_DISABLE_ACCESS_LOG = True
 
 # --- Which web worker answered -------------------------------------------------------------
 # SERVED_BY_HEADER=1 adds `X-Served-By: <pid>` to every response (diagnostics, and the

@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 
 from project.settings import s3_storage_options
 from tests import verifying_s3
-from tests.helpers import ApiClient
+from tests.helpers import AUTH_MODES, ApiClient
 from tests.ports import free_port
 
 MIB = 1024 * 1024
@@ -53,9 +53,21 @@ def staff_user(db: Any) -> Any:
     return get_user_model().objects.create_user("staff", password="staff-pass", is_staff=True)
 
 
+@pytest.fixture(params=AUTH_MODES)
+def auth_mode(request: pytest.FixtureRequest) -> str:
+    """Every API test runs once with a JWT and once with the portal's session + CSRF header."""
+    return str(request.param)
+
+
 @pytest.fixture
-def api(user: Any) -> ApiClient:
-    return ApiClient(user)
+def api_for(auth_mode: str) -> Any:
+    """An API client for any user, in this test's auth mode."""
+    return lambda user: ApiClient(user, auth=auth_mode)
+
+
+@pytest.fixture
+def api(user: Any, api_for: Any) -> ApiClient:
+    return api_for(user)  # type: ignore[no-any-return]
 
 
 @pytest.fixture

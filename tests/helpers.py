@@ -7,19 +7,38 @@ from typing import Any
 
 import requests
 from django.test import Client
-from ninja_jwt.tokens import RefreshToken
+
+from uploads.auth import refresh_token_for
 
 
 def access_token(user: Any) -> str:
-    return str(RefreshToken.for_user(user).access_token)
+    return str(refresh_token_for(user).access_token)
+
+
+AUTH_MODES = ("jwt", "session")
 
 
 class ApiClient:
-    """JSON calls to /v1/ through Django's test client, as `user` (JWT) or anonymous."""
+    """JSON calls to /v1/ through Django's test client, as `user` or anonymous.
 
-    def __init__(self, user: Any = None) -> None:
-        self.client = Client()
-        self.headers = {"Authorization": f"Bearer {access_token(user)}"} if user else {}
+    `auth="jwt"` sends a Bearer access token, as API clients do; `auth="session"` signs the
+    user in and sends the CSRF header with CSRF checks enforced, as the portal's uploader does.
+    """
+
+    def __init__(self, user: Any = None, *, auth: str = "jwt") -> None:
+        assert auth in AUTH_MODES, auth
+        self.auth = auth
+        self.client = Client(enforce_csrf_checks=auth == "session")
+        self.headers: dict[str, str] = {}
+        if user is None:
+            return
+        if auth == "jwt":
+            self.headers = {"Authorization": f"Bearer {access_token(user)}"}
+            return
+        self.client.force_login(user)
+        # The token the portal's pages carry: a real page sets the cookie the header must match.
+        assert self.client.get("/accounts/login/").status_code == 200
+        self.headers = {"X-CSRFToken": self.client.cookies["csrftoken"].value}
 
     def request(self, method: str, path: str, data: Any = None, **extra: Any) -> Any:
         kwargs: dict[str, Any] = {"headers": {**self.headers, **extra.pop("headers", {})}}

@@ -7,11 +7,10 @@ from typing import Any
 from django.http import HttpRequest, HttpResponseRedirect
 from ninja import Router, Schema, Status
 from ninja.pagination import PaginationBase, paginate
-from ninja_jwt.authentication import JWTAuth
 from pydantic import Field
 
 from . import selectors
-from .auth import session_auth
+from .auth import session_auth, token_auth
 from .schemas import (
     ErrorOut,
     FileOut,
@@ -28,10 +27,10 @@ from .services import uploads as services
 from .storage.base import CompletedPart
 
 # Bearer JWT for API clients, or the portal's session (with its CSRF header) — same endpoints.
-router = Router(tags=["uploads"], auth=[JWTAuth(), session_auth])
+router = Router(tags=["uploads"], auth=[token_auth, session_auth])
 
 # Every error status an endpoint can answer, so the OpenAPI schema documents them all: 403 is a
-# session without its CSRF header, 422 a body or query of the wrong shape.
+# session without its CSRF header, 422 a body or query of the wrong shape, 507 a full local disk.
 ERRORS: dict[int, type[Schema]] = {
     400: ErrorOut,
     401: ErrorOut,
@@ -42,6 +41,7 @@ ERRORS: dict[int, type[Schema]] = {
     415: ErrorOut,
     422: ErrorOut,
     503: ErrorOut,
+    507: ErrorOut,
 }
 
 

@@ -1,16 +1,25 @@
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.signals import user_logged_in
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils.crypto import constant_time_compare, salted_hmac
+from ninja import Schema
 from ninja.security import SessionAuth
 from ninja.throttling import AnonRateThrottle
 from ninja_extra.router import Router
-from ninja_jwt.schema_control import SchemaControl
-from ninja_jwt.settings import api_settings
+from ninja_jwt.authentication import JWTAuth
+from ninja_jwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
+from ninja_jwt.schema import TokenObtainPairInputSchema
+from ninja_jwt.tokens import RefreshToken
 
+from .errors import error_body
 from .schemas import ErrorOut
 
 
@@ -28,6 +37,44 @@ class PortalSessionAuth(SessionAuth):
 
 
 session_auth = PortalSessionAuth()
+
+
+# --- Tokens bound to the account and its password ------------------------------------------
+
+# A claim that changes with the user's password: a password change (any way: the admin, a
+# command, set_password) ends every token issued before it, on every web worker, with no
+# token table to keep. An HMAC with SECRET_KEY, so the token reveals nothing of the hash.
+PASSWORD_CLAIM = "pwd"
+
+
+def _password_stamp(user: AbstractBaseUser) -> str:
+    return salted_hmac(
+        "uploads.auth.token-password", user.password, algorithm="sha256"
+    ).hexdigest()[:32]
+
+
+def refresh_token_for(user: AbstractBaseUser) -> RefreshToken:
+    """A refresh token (and, through `.access_token`, its access token) for `user`."""
+    token = RefreshToken.for_user(user)
+    token[PASSWORD_CLAIM] = _password_stamp(user)
+    return token
+
+
+class TokenAuth(JWTAuth):
+    """ninja_jwt's Bearer auth (the user must exist and be active), plus the password stamp."""
+
+    def get_user(self, validated_token: Any) -> AbstractBaseUser:
+        try:
+            user = super().get_user(validated_token)
+        except AuthenticationFailed as exc:
+            raise InvalidToken("The token's user no longer exists or is inactive.") from exc
+        stamp = str(validated_token.get(PASSWORD_CLAIM, ""))
+        if not constant_time_compare(stamp, _password_stamp(user)):
+            raise InvalidToken("The token was issued before the password changed.")
+        return user
+
+
+token_auth = TokenAuth()
 
 
 # --- Token endpoints -----------------------------------------------------------------------
@@ -68,49 +115,91 @@ class AuthTokenThrottle(AnonRateThrottle):
         return getattr(self._local, "wait", None)
 
     def get_ident(self, request: HttpRequest) -> str | None:
-        remote_addr: str | None = request.META.get("REMOTE_ADDR")
-        proxies = int(settings.NINJA_NUM_PROXIES or 0)
-        forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR", ""))
-        if proxies <= 0 or not forwarded:
-            return remote_addr
-        # The address the nearest trusted proxy saw; anything left of it is client-supplied.
-        addresses = [item.strip() for item in forwarded.split(",")]
-        return addresses[-min(proxies, len(addresses))]
+        return client_ip(request)
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's address: the socket's, or the one the nearest of NINJA_NUM_PROXIES trusted
+    proxies appended to X-Forwarded-For (anything left of it is the client's own claim)."""
+    remote_addr: str | None = request.META.get("REMOTE_ADDR")
+    proxies = int(settings.NINJA_NUM_PROXIES or 0)
+    forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR", ""))
+    if proxies <= 0 or not forwarded:
+        return remote_addr
+    addresses = [item.strip() for item in forwarded.split(",")]
+    return addresses[-min(proxies, len(addresses))]
+
+
+def lockout_response(
+    request: HttpRequest, original_response: HttpResponse | None, credentials: Any
+) -> HttpResponse:
+    """django-axes' answer to a locked-out sign-in: the API's JSON error, or a page."""
+    minutes = math.ceil(settings.AXES_COOLOFF_TIME.total_seconds() / 60)
+    detail = (
+        "Too many failed sign-ins for this account from your address; "
+        f"try again in {minutes} minutes."
+    )
+    response: HttpResponse
+    if request.path.startswith("/v1/"):
+        response = JsonResponse(error_body(detail, "locked_out"), status=429)
+    else:
+        response = render(request, "registration/locked_out.html", {"detail": detail}, status=429)
+    response["Retry-After"] = str(minutes * 60)
+    return response
+
+
+class TokenPairIn(TokenObtainPairInputSchema):
+    """ninja_jwt's username/password check (through `authenticate()`), our tokens."""
+
+    @classmethod
+    def get_token(cls, user: Any) -> dict[str, str]:
+        refresh = refresh_token_for(user)
+        return {"refresh": str(refresh), "access": str(refresh.access_token)}
+
+
+class TokenRefreshIn(Schema):
+    refresh: str
+
+
+class TokenRefreshOut(Schema):
+    refresh: str
+    access: str
 
 
 # The same two endpoints as ninja_jwt's `obtain_pair_router` (same paths, URL names and
 # operation ids), throttled, and with every error they answer declared in the OpenAPI schema.
-_token_schemas = SchemaControl(api_settings)
 _TOKEN_ERRORS: dict[int, Any] = {400: ErrorOut, 401: ErrorOut, 422: ErrorOut, 429: ErrorOut}
 token_router = Router(tags=["auth"])
 
 
 @token_router.post(
     "/pair",
-    response={200: _token_schemas.obtain_pair_schema.get_response_schema(), **_TOKEN_ERRORS},
+    response={200: TokenPairIn.get_response_schema(), **_TOKEN_ERRORS},
     url_name="token_obtain_pair",
     operation_id="token_obtain_pair",
     auth=None,
     throttle=AuthTokenThrottle(),
 )
-def obtain_token(request: HttpRequest, user_token: _token_schemas.obtain_pair_schema) -> Any:  # type: ignore[name-defined]
+def obtain_token(request: HttpRequest, user_token: TokenPairIn) -> Any:
     user_token.check_user_authentication_rule()
+    # A sign-in like the portal's: the login lockout forgets this user's failures from here.
+    user_logged_in.send(sender=type(user_token._user), request=request, user=user_token._user)
     return user_token.to_response_schema()
 
 
 @token_router.post(
     "/refresh",
-    response={
-        200: _token_schemas.obtain_pair_refresh_schema.get_response_schema(),
-        **_TOKEN_ERRORS,
-    },
+    response={200: TokenRefreshOut, **_TOKEN_ERRORS},
     url_name="token_refresh",
     operation_id="token_refresh",
     auth=None,
     throttle=AuthTokenThrottle(),
 )
-def refresh_token(
-    request: HttpRequest,
-    refresh_token: _token_schemas.obtain_pair_refresh_schema,  # type: ignore[name-defined]
-) -> Any:
-    return refresh_token.to_response_schema()
+def refresh_token(request: HttpRequest, payload: TokenRefreshIn) -> Any:
+    try:
+        refresh = RefreshToken(payload.refresh)
+    except TokenError as exc:
+        raise InvalidToken(str(exc)) from exc
+    # The same checks as every API call: the user exists, is active, has the same password.
+    token_auth.get_user(refresh)
+    return {"refresh": payload.refresh, "access": str(refresh.access_token)}

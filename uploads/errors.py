@@ -110,3 +110,20 @@ class StorageUnavailable(UploadError):
         extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message, extra)
+
+
+class InsufficientStorage(UploadError):
+    """The store has no room for what was sent; nothing partial was kept."""
+
+    code = "insufficient_storage"
+    http_status = 507
+
+    def __init__(
+        self,
+        message: str = (
+            "The server has no room to store this right now; nothing was stored and the upload "
+            "is still open. Try again later."
+        ),
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, extra)

@@ -1,4 +1,5 @@
-"""Small middlewares: the bucket's origin in the page's CSP, and which worker answered."""
+"""Small middlewares: the bucket's origin in the page's CSP, the portal's error mapping, and
+which worker answered."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from urllib.parse import urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.files.storage import storages
+from django.db import DataError
 from django.http import HttpRequest, HttpResponse
 from storages.backends.s3 import S3Storage
 
@@ -74,6 +76,34 @@ class StorageConnectSrcMiddleware:
         if extra:
             response._csp_config = {**policy, "connect-src": [*allowed, *extra]}  # type: ignore[attr-defined]
         return response
+
+
+class PortalErrorMiddleware:
+    """The portal's one mapping of errors a client can cause to an answer (the API has its own
+    in project/api.py): a domain error a view did not catch, or a value the database refuses
+    (PostgreSQL: NUL in text, a number out of range) from a path, query or form, becomes the
+    portal's error fragment with a 4xx, never a 500."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        from .errors import InvalidInput, UploadError
+        from .views import render_error
+
+        if request.path.startswith("/v1/"):
+            return None
+        if isinstance(exc, DataError):
+            logger.warning(
+                "database refused a value in %s %s: %s", request.method, request.path, exc
+            )
+            exc = InvalidInput("The request contains a value that cannot be used.")
+        if isinstance(exc, UploadError):
+            return render_error(request, exc)
+        return None
 
 
 class ServedByMiddleware:

@@ -25,8 +25,9 @@ from .services import uploads as services
 PAGE_SIZE = 25
 
 
-def _render_error(request: HttpRequest, exc: UploadError) -> HttpResponse:
-    """The portal's one place that turns a domain error into a page or fragment."""
+def render_error(request: HttpRequest, exc: UploadError) -> HttpResponse:
+    """The portal's one place that turns a domain error into a page or fragment (views call it,
+    and uploads.middleware.PortalErrorMiddleware for what no view caught)."""
     # htmx 2 does not swap 4xx answers, so fragments report errors with 200.
     status = 200 if request.htmx else exc.http_status  # type: ignore[attr-defined]
     return render(request, "uploads/_error.html", {"error": exc}, status=status)
@@ -51,7 +52,7 @@ def file_list(request: HttpRequest) -> HttpResponse:
     try:
         queryset = selectors.file_list_for_user(user=request.user, **filters)
     except UploadError as exc:
-        return _render_error(request, exc)
+        return render_error(request, exc)
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -74,7 +75,7 @@ def upload_discard(request: HttpRequest, file_id: str) -> HttpResponse:
     try:
         services.upload_abort(user=request.user, file_id=file_id)
     except UploadError as exc:
-        return _render_error(request, exc)
+        return render_error(request, exc)
     if request.htmx:  # type: ignore[attr-defined]
         return HttpResponse("")
     return redirect("upload")
@@ -95,7 +96,7 @@ def file_detail(request: HttpRequest, file_id: str) -> HttpResponse:
     try:
         record = selectors.file_get_for_user(user=request.user, file_id=file_id)
     except UploadError as exc:
-        return _render_error(request, exc)
+        return render_error(request, exc)
     return render(request, "uploads/file_detail.html", _detail_context(request, record))
 
 
@@ -106,7 +107,7 @@ def file_edit(request: HttpRequest, file_id: str) -> HttpResponse:
     try:
         record = selectors.file_get_for_user(user=request.user, file_id=file_id)
     except UploadError as exc:
-        return _render_error(request, exc)
+        return render_error(request, exc)
     if request.method == "GET":
         context = _detail_context(request, record, editing=True)
         return render(request, _template(request, "uploads/file_detail.html", "meta"), context)
@@ -131,7 +132,7 @@ def file_set_parent(request: HttpRequest, file_id: str) -> HttpResponse:
     try:
         record = selectors.file_get_for_user(user=request.user, file_id=file_id)
     except UploadError as exc:
-        return _render_error(request, exc)
+        return render_error(request, exc)
     form = ParentForm(request.POST, record=record)
     if form.is_valid():
         try:
@@ -154,13 +155,13 @@ def file_delete(request: HttpRequest, file_id: str) -> HttpResponse:
     try:
         record = selectors.file_get_for_user(user=request.user, file_id=file_id)
     except UploadError as exc:
-        return _render_error(request, exc)
+        return render_error(request, exc)
     if request.method == "GET":
         return render(request, "uploads/file_confirm_delete.html", {"file": record})
     try:
         services.file_delete(user=request.user, file_id=file_id)
     except UploadError as exc:
-        return _render_error(request, exc)
+        return render_error(request, exc)
     if request.htmx:  # type: ignore[attr-defined]
         return HttpResponseClientRedirect(reverse("file-list"))
     return redirect("file-list")

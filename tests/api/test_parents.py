@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -341,9 +342,9 @@ def test_set_parent_requires_both_fields_in_the_body(api, user, post):
     assert file.parent_content_type is None
 
 
-def test_set_parent_on_another_users_file_is_404(user, other_user, post):
+def test_set_parent_on_another_users_file_is_404(user, other_user, post, api_for):
     file = FileRecordFactory(created_by=user)
-    response = ApiClient(other_user).post(
+    response = api_for(other_user).post(
         f"/v1/files/{file.pk}/set-parent",
         {"parent_content_type": "testapp.post", "parent_object_id": post.pk},
     )
@@ -352,12 +353,147 @@ def test_set_parent_on_another_users_file_is_404(user, other_user, post):
     assert file.parent_content_type is None
 
 
-def test_staff_can_set_parent_on_anothers_file(user, staff_user, post):
+def test_staff_can_set_parent_on_anothers_file(user, staff_user, post, api_for):
     file = FileRecordFactory(created_by=user)
-    response = ApiClient(staff_user).post(
+    response = api_for(staff_user).post(
         f"/v1/files/{file.pk}/set-parent",
         {"parent_content_type": "testapp.post", "parent_object_id": post.pk},
     )
     assert response.status_code == 200, response.content
     file.refresh_from_db()
     assert file.parent == post
+
+
+# --- The default model rule and the policy hook: never an existence oracle ----------------
+
+
+def refused_rows(user: Any, other_user: Any) -> dict[str, str]:
+    """An existing row of each model that is never a parent unless configured."""
+    from django.contrib.sessions.backends.db import SessionStore
+    from django_q.models import Schedule
+
+    session = SessionStore()
+    session.create()
+    return {
+        "auth.user": str(other_user.pk),
+        "sessions.session": session.session_key,
+        "contenttypes.contenttype": str(post_type().pk),
+        "uploads.filerecord": str(FileRecordFactory(created_by=other_user).pk),
+        "django_q.schedule": str(Schedule.objects.create(func="math.floor").pk),
+    }
+
+
+def test_without_the_setting_django_library_and_own_models_are_refused(
+    api, user, other_user, settings
+):
+    settings.UPLOADS_PARENT_MODELS = []
+    for label, existing in refused_rows(user, other_user).items():
+        answers = [
+            assert_error(
+                initiate(api, parent_content_type=label, parent_object_id=object_id),
+                400,
+                "invalid",
+            )
+            for object_id in (existing, "999999")
+        ]
+        # Refused by type, before any lookup: the same answer whether the row exists or not.
+        assert answers[0] == answers[1], label
+        assert answers[0]["detail"] == f"Files cannot be attached to {label!r}."
+        assert answers[0]["extra"]["field"] == "parent_content_type"
+    assert not FileRecord.objects.filter(created_by=user).exists()
+
+
+def test_without_the_setting_the_projects_own_models_are_parents(api, settings, post):
+    settings.UPLOADS_PARENT_MODELS = []
+    response = initiate(api, parent_content_type="testapp.post", parent_object_id=post.pk)
+    assert response.status_code == 201, response.content
+
+
+def test_the_setting_can_name_a_library_model(api, user, settings):
+    settings.UPLOADS_PARENT_MODELS = ["auth.user"]
+    response = initiate(api, parent_content_type="auth.user", parent_object_id=user.pk)
+    assert response.status_code == 201, response.content
+
+
+@pytest.fixture
+def private_post(db: Any, settings: Any) -> Post:
+    settings.UPLOADS_PARENT_POLICY = "tests.testapp.policies.can_attach"
+    return Post.objects.create(title="private notes")
+
+
+def _without_id(body: dict[str, Any], object_id: object) -> dict[str, Any]:
+    return {**body, "detail": body["detail"].replace(repr(str(object_id)), "<id>")}
+
+
+def test_a_refused_and_a_missing_parent_get_the_same_answer(api, user, private_post):
+    missing = private_post.pk + 1000
+    refused = assert_error(
+        initiate(api, parent_content_type="testapp.post", parent_object_id=private_post.pk),
+        400,
+        "invalid",
+    )
+    absent = assert_error(
+        initiate(api, parent_content_type="testapp.post", parent_object_id=missing),
+        400,
+        "invalid",
+    )
+    assert _without_id(refused, private_post.pk) == _without_id(absent, missing)
+    assert refused["extra"] == {"field": "parent_object_id"}
+
+    file = FileRecordFactory(created_by=user)
+    set_refused = api.post(
+        f"/v1/files/{file.pk}/set-parent",
+        {"parent_content_type": "testapp.post", "parent_object_id": private_post.pk},
+    )
+    set_absent = api.post(
+        f"/v1/files/{file.pk}/set-parent",
+        {"parent_content_type": "testapp.post", "parent_object_id": missing},
+    )
+    assert (set_refused.status_code, set_absent.status_code) == (400, 400)
+    assert _without_id(set_refused.json(), private_post.pk) == _without_id(
+        set_absent.json(), missing
+    )
+    file.refresh_from_db()
+    assert file.parent_content_type is None
+
+
+def test_the_policy_decides_per_user(api_for, user, staff_user, private_post, post):
+    assert (
+        initiate(
+            api_for(staff_user),
+            parent_content_type="testapp.post",
+            parent_object_id=private_post.pk,
+        ).status_code
+        == 201
+    )
+    # The policy refuses only the private post; other posts stay open to everyone.
+    assert (
+        initiate(
+            api_for(user), parent_content_type="testapp.post", parent_object_id=post.pk
+        ).status_code
+        == 201
+    )
+
+
+def test_the_portal_uses_the_same_rule(client, user, private_post):
+    client.force_login(user)
+    file = FileRecordFactory(created_by=user)
+    pages = [
+        client.post(
+            f"/files/{file.pk}/parent/",
+            {"parent_content_type": "testapp.post", "parent_object_id": str(object_id)},
+        )
+        for object_id in (private_post.pk, private_post.pk + 1000)
+    ]
+    alerts = [
+        re.findall(r'<p class="error" role="alert">(.*?)</p>', page.content.decode())
+        for page in pages
+    ]
+    assert alerts[0] == [
+        f"No testapp.post with id &#x27;{private_post.pk}&#x27; is available as a parent."
+    ]
+    assert alerts[1] == [
+        f"No testapp.post with id &#x27;{private_post.pk + 1000}&#x27; is available as a parent."
+    ]
+    file.refresh_from_db()
+    assert file.parent_content_type is None

@@ -106,13 +106,13 @@ def content() -> bytes:
 
 
 @pytest.fixture
-def staff_api(staff_user: Any) -> ApiClient:
-    return ApiClient(staff_user)
+def staff_api(staff_user: Any, api_for: Any) -> ApiClient:
+    return api_for(staff_user)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
-def other_api(other_user: Any) -> ApiClient:
-    return ApiClient(other_user)
+def other_api(other_user: Any, api_for: Any) -> ApiClient:
+    return api_for(other_user)  # type: ignore[no-any-return]
 
 
 # --- Initiate ------------------------------------------------------------------------------

@@ -13,9 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from ninja_jwt.tokens import AccessToken, RefreshToken
+from ninja_jwt.tokens import AccessToken
 
 from tests.integration.support import KIB, MIB
+from uploads.auth import refresh_token_for
 from uploads.client import Client, ClientError, ResumeState, auto_part_size
 from uploads.client.state import resume_key
 from uploads.models import FileRecord
@@ -253,7 +254,7 @@ def expired_access_token(user: Any) -> str:
 
 def test_an_expired_access_token_is_refreshed(server, user, make_client):
     api = Recording()
-    refresh = str(RefreshToken.for_user(user))  # type: ignore[misc]
+    refresh = str(refresh_token_for(user))
     client = make_client(token=expired_access_token(user), refresh_token=refresh, transport=api)
 
     assert list(client.list(status="all")) == []

@@ -485,7 +485,7 @@ def test_set_parent_with_empty_fields_detaches(client, mine, post):
         ),
         (
             {"parent_content_type": "testapp.post", "parent_object_id": "999999"},
-            "No testapp.post with id '999999' exists.",
+            "No testapp.post with id '999999' is available as a parent.",
         ),
         (
             {"parent_content_type": "testapp.post", "parent_object_id": ""},

@@ -16,16 +16,23 @@ import jwt
 import pytest
 from django.conf import settings as django_settings
 from django.test import Client
-from ninja_jwt.tokens import AccessToken, RefreshToken
+from ninja_jwt.tokens import RefreshToken
 from ninja_jwt.utils import aware_utcnow
 
 from tests.helpers import ApiClient
+from uploads.auth import refresh_token_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PAIR = "/v1/auth/token/pair"
 REFRESH = "/v1/auth/token/refresh"
 GOOD = {"username": "alice", "password": "alice-pass"}
 BAD = {"username": "alice", "password": "guess"}
+
+
+def guess(n: int) -> dict[str, str]:
+    """A wrong password for a different username each time: the per-address throttle counts
+    them all, while the login lockout (per username and address) never trips."""
+    return {"username": f"someone{n}", "password": "guess"}
 
 
 def assert_throttled(response: Any) -> None:
@@ -39,8 +46,8 @@ def assert_throttled(response: Any) -> None:
 
 def test_default_rate_is_ten_a_minute_per_address(anon_api: ApiClient, user: Any) -> None:
     assert django_settings.AUTH_TOKEN_THROTTLE_RATE == "10/min"
-    for _ in range(10):
-        assert anon_api.post(PAIR, BAD).status_code == 401
+    for n in range(10):
+        assert anon_api.post(PAIR, guess(n)).status_code == 401
     assert_throttled(anon_api.post(PAIR, BAD))
 
 
@@ -88,8 +95,8 @@ def test_behind_a_trusted_proxy_the_forwarded_client_address_counts(
 
 def test_an_empty_rate_turns_the_throttle_off(anon_api: ApiClient, user: Any, settings: Any):
     settings.AUTH_TOKEN_THROTTLE_RATE = ""
-    for _ in range(15):
-        assert anon_api.post(PAIR, BAD).status_code == 401
+    for n in range(15):
+        assert anon_api.post(PAIR, guess(n)).status_code == 401
 
 
 def test_other_endpoints_are_not_throttled(api: ApiClient, settings: Any) -> None:
@@ -131,8 +138,8 @@ def _issued(token: Any, age: timedelta) -> str:
 
 def test_an_access_token_expires_after_its_lifetime(anon_api: ApiClient, user: Any) -> None:
     lifetime = django_settings.NINJA_JWT["ACCESS_TOKEN_LIFETIME"]
-    fresh = _issued(AccessToken.for_user(user), lifetime - timedelta(seconds=30))
-    stale = _issued(AccessToken.for_user(user), lifetime + timedelta(seconds=1))
+    fresh = _issued(refresh_token_for(user).access_token, lifetime - timedelta(seconds=30))
+    stale = _issued(refresh_token_for(user).access_token, lifetime + timedelta(seconds=1))
 
     assert anon_api.get("/v1/files", HTTP_AUTHORIZATION=f"Bearer {fresh}").status_code == 200
     expired = anon_api.get("/v1/files", HTTP_AUTHORIZATION=f"Bearer {stale}")
@@ -142,8 +149,8 @@ def test_an_access_token_expires_after_its_lifetime(anon_api: ApiClient, user: A
 
 def test_a_refresh_token_expires_after_its_lifetime(anon_api: ApiClient, user: Any) -> None:
     lifetime = django_settings.NINJA_JWT["REFRESH_TOKEN_LIFETIME"]
-    fresh = _issued(RefreshToken.for_user(user), lifetime - timedelta(minutes=1))
-    stale = _issued(RefreshToken.for_user(user), lifetime + timedelta(seconds=1))
+    fresh = _issued(refresh_token_for(user), lifetime - timedelta(minutes=1))
+    stale = _issued(refresh_token_for(user), lifetime + timedelta(seconds=1))
 
     assert anon_api.post(REFRESH, {"refresh": fresh}).status_code == 200
     expired = anon_api.post(REFRESH, {"refresh": stale})
@@ -282,3 +289,72 @@ def test_api_answers_are_not_framable_either(client: Client, db: Any, path: str)
     response = client.get(path)
     assert response["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
+
+
+# --- Tokens end with the account or its password ---------------------------------------------
+
+
+def _pair(client: ApiClient) -> dict[str, str]:
+    response = client.post(PAIR, GOOD)
+    assert response.status_code == 200, response.content
+    return response.json()  # type: ignore[no-any-return]
+
+
+def _bearer(access: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {access}"}
+
+
+def assert_token_refused(response: Any) -> None:
+    assert response.status_code == 401, response.content
+    body = response.json()
+    assert set(body) <= {"detail", "code", "extra"} and body["detail"], body
+    assert body["code"] == "token_not_valid", body
+
+
+def test_refresh_fails_once_the_user_is_deactivated(anon_api: ApiClient, user: Any) -> None:
+    pair = _pair(anon_api)
+    assert anon_api.post(REFRESH, {"refresh": pair["refresh"]}).status_code == 200
+    user.is_active = False
+    user.save()
+    assert_token_refused(anon_api.post(REFRESH, {"refresh": pair["refresh"]}))
+
+
+def test_refresh_fails_once_the_user_is_deleted(anon_api: ApiClient, user: Any) -> None:
+    pair = _pair(anon_api)
+    user.delete()
+    assert_token_refused(anon_api.post(REFRESH, {"refresh": pair["refresh"]}))
+
+
+def test_an_access_token_of_a_deactivated_user_is_refused_at_once(
+    anon_api: ApiClient, user: Any
+) -> None:
+    pair = _pair(anon_api)
+    assert anon_api.get("/v1/files", headers=_bearer(pair["access"])).status_code == 200
+    user.is_active = False
+    user.save()
+    refused = anon_api.get("/v1/files", headers=_bearer(pair["access"]))
+    assert refused.status_code == 401, refused.content
+
+
+def test_a_password_change_ends_every_token_issued_before_it(
+    anon_api: ApiClient, user: Any
+) -> None:
+    first, second = _pair(anon_api), _pair(anon_api)
+    user.set_password("a-new-password")
+    user.save()
+    for pair in (first, second):
+        assert_token_refused(anon_api.post(REFRESH, {"refresh": pair["refresh"]}))
+        assert_token_refused(anon_api.get("/v1/files", headers=_bearer(pair["access"])))
+    # The new password gets tokens that work.
+    fresh = anon_api.post(PAIR, {"username": "alice", "password": "a-new-password"}).json()
+    assert anon_api.get("/v1/files", headers=_bearer(fresh["access"])).status_code == 200
+    renewed = anon_api.post(REFRESH, {"refresh": fresh["refresh"]})
+    assert renewed.status_code == 200, renewed.content
+    assert anon_api.get("/v1/files", headers=_bearer(renewed.json()["access"])).status_code == 200
+
+
+def test_a_token_without_the_password_stamp_is_refused(anon_api: ApiClient, user: Any) -> None:
+    # Signed with the right key, but not minted by the token endpoint (no password stamp).
+    refresh = RefreshToken.for_user(user)
+    assert_token_refused(anon_api.post(REFRESH, {"refresh": str(refresh)}))
+    assert_token_refused(anon_api.get("/v1/files", headers=_bearer(str(refresh.access_token))))

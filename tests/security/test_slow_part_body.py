@@ -3,8 +3,8 @@
 While such a request hangs, it must hold no database row lock and no open transaction, so the
 owner can still abort or complete the same upload. Proved on PostgreSQL with real concurrent
 connections (the live server's request threads); SQLite has no row locks to prove anything with.
-In production the web server's worker timeout (gunicorn --timeout, see README) ends such a
-request; what is tested here is that nothing else waits on it meanwhile.
+In production nginx buffers the body and drops a client that stops sending (README, Production;
+tests/production); what is tested here is that nothing else waits on such a request meanwhile.
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ from typing import IO, Any, NoReturn
 
 import filetype
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Sum
@@ -33,18 +33,21 @@ from django.utils import timezone
 
 from uploads.errors import (
     AccessDenied,
+    InsufficientStorage,
     InvalidInput,
     InvalidTransition,
     LengthRequired,
     QuotaExceeded,
     StorageUnavailable,
     UnsupportedFileType,
+    UploadError,
     UploadNotFound,
     UploadTooLarge,
     VerificationFailed,
 )
 from uploads.models import FileRecord
 from uploads.selectors import file_queryset_for_user
+from uploads.services.parents import resolve_parent
 from uploads.storage import StorageError, get_storage_handler
 from uploads.storage.base import (
     CHECKSUM_DIGEST_SIZES,
@@ -56,6 +59,7 @@ from uploads.storage.base import (
     ObjectInfo,
     PartNotFound,
     PartTarget,
+    StorageFull,
     StorageHandler,
     StoredPart,
     normalize_etag,
@@ -74,8 +78,6 @@ Status = FileRecord.Status
 
 _CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-# "app_label.model" as ContentType stores it; anything else (NUL included) never reaches a query.
-_PARENT_LABEL = re.compile(r"\w+\.\w+", re.ASCII)
 MAX_NAME_LENGTH = 255
 PRESIGN_ALL = "all"
 PRESIGN_NONE = "none"
@@ -197,55 +199,6 @@ def clean_display_name(value: str, field: str = "name") -> str:
     return name
 
 
-def resolve_parent(
-    parent_content_type: str | None, parent_object_id: object
-) -> tuple[ContentType | None, str]:
-    """Check a parent reference against the parent policy; return what the record stores."""
-    if parent_content_type in (None, "") and parent_object_id in (None, ""):
-        return None, ""
-    if parent_content_type in (None, "") or parent_object_id in (None, ""):
-        raise InvalidInput(
-            "parent_content_type and parent_object_id go together.",
-            {"field": "parent_content_type"},
-        )
-    label = str(parent_content_type).strip().lower()
-    allowed = [item.lower() for item in settings.UPLOADS_PARENT_MODELS]
-    app_label, _, model = label.partition(".")
-    content_type = None
-    if _PARENT_LABEL.fullmatch(label):
-        try:
-            content_type = ContentType.objects.get_by_natural_key(app_label, model)
-        except ContentType.DoesNotExist:
-            content_type = None
-    if content_type is None or content_type.model_class() is None:
-        raise InvalidInput(
-            f"Unknown parent type {label!r}; use 'app_label.model'.",
-            {"field": "parent_content_type"},
-        )
-    if allowed and label not in allowed:
-        raise InvalidInput(
-            f"Files cannot be attached to {label!r}.", {"field": "parent_content_type"}
-        )
-    object_id = str(parent_object_id).strip()
-    model_class = content_type.model_class()
-    assert model_class is not None
-    found: list[object] = []
-    # PostgreSQL refuses NUL in text outright (a 500); no pk contains one anyway.
-    if "\x00" not in object_id:
-        try:
-            matches = model_class._default_manager.filter(pk=object_id)
-            found = list(matches.values_list("pk", flat=True)[:1])
-        except (ValueError, TypeError, ValidationError):
-            found = []
-    # Store the parent's own pk as text: "01" and "1" name one post and must filter alike.
-    canonical = str(found[0]) if found else ""
-    if not canonical or len(canonical) > 64:
-        raise InvalidInput(
-            f"No {label} with id {object_id!r} exists.", {"field": "parent_object_id"}
-        )
-    return content_type, canonical
-
-
 def storage_key(file_id: uuid.UUID) -> str:
     # Derived once, from our own id only: no client-chosen segment or extension reaches the key.
     return f"{settings.UPLOADS_KEY_PREFIX}/{timezone.now():%Y/%m/%d}/{file_id.hex}"
@@ -281,8 +234,10 @@ def _multipart(record: FileRecord) -> MultipartUpload:
     )
 
 
-def _storage_unavailable(exc: Exception) -> StorageUnavailable:
+def _storage_unavailable(exc: Exception) -> UploadError:
     logger.error("storage call failed: %s", exc, exc_info=exc)
+    if isinstance(exc, StorageFull):
+        return InsufficientStorage()
     return StorageUnavailable()
 
 
@@ -328,7 +283,7 @@ def upload_initiate(
     clean_name = clean_file_name(file_name)
     declared_type = clean_content_type(file_content_type, clean_name)
     check_type_allowed(declared_type)
-    content_type, object_id = resolve_parent(parent_content_type, parent_object_id)
+    content_type, object_id = resolve_parent(user, parent_content_type, parent_object_id)
     file_id = uuid.uuid4()
     with transaction.atomic():
         _reserve_quota(user, plan_size=int(file_size))  # type: ignore[call-overload]
@@ -450,7 +405,8 @@ def _reserve_quota(user: User, *, plan_size: int) -> None:
     if quota is None:
         return
     # Lock the user's row: two initiates for one user queue here, so both cannot slip under.
-    type(user)._default_manager.select_for_update().filter(pk=user.pk).first()  # type: ignore[union-attr]
+    # Through the user model, never `type(user)`: the portal's request.user is a lazy wrapper.
+    get_user_model()._default_manager.select_for_update().filter(pk=user.pk).first()
     used = (
         FileRecord.objects.filter(
             created_by=user, upload_status__in=[Status.COMPLETED, *FileRecord.OPEN_STATES]
@@ -754,7 +710,7 @@ def file_update(*, user: User, file_id: object, **changes: Any) -> FileRecord:
 def file_set_parent(
     *, user: User, file_id: object, parent_content_type: str | None, parent_object_id: object
 ) -> FileRecord:
-    content_type, object_id = resolve_parent(parent_content_type, parent_object_id)
+    content_type, object_id = resolve_parent(user, parent_content_type, parent_object_id)
     with transaction.atomic():
         record = _locked(user, file_id)
         record.parent_content_type = content_type

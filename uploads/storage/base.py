@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,17 @@ class StorageError(Exception):
 
 class PartNotFound(StorageError):
     """The multipart upload no longer exists in the store."""
+
+
+class StorageFull(StorageError):
+    """The store has no room (a full disk or quota); nothing partial was kept."""
+
+
+def os_storage_error(action: str, exc: OSError) -> StorageError:
+    """A failed file-system call as a storage error; a full disk becomes StorageFull."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull(f"{action}: {exc}")
+    return StorageError(f"{action}: {exc}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from .base import (
     StorageError,
     StoredPart,
     checksum_header,
+    os_storage_error,
 )
 
 PART_SALT = "uploads.local.part"
@@ -179,7 +180,7 @@ class LocalStorageHandler:
         try:
             self._upload_dir(upload_id).mkdir(parents=True)
         except OSError as exc:
-            raise StorageError(f"cannot create part directory: {exc}") from exc
+            raise os_storage_error("cannot create part directory", exc) from exc
         return MultipartUpload(file_id, key, upload_id, checksum_algorithm)
 
     def presign_parts(
@@ -262,6 +263,11 @@ class LocalStorageHandler:
             temp.unlink(missing_ok=True)
             # Aborted or completed while the body was still arriving: the directory is gone.
             raise PartNotFound(f"upload {upload.upload_id} ended during the PUT") from exc
+        except OSError as exc:
+            # A full disk mid-body: as with a cut-short PUT, nothing of this part is kept and
+            # the parts already stored stay, so the upload resumes once there is room.
+            temp.unlink(missing_ok=True)
+            raise os_storage_error(f"cannot store part {part_number}", exc) from exc
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
@@ -326,7 +332,7 @@ class LocalStorageHandler:
                 self.storage.delete(upload.key)
             if isinstance(exc, FileNotFoundError):
                 raise PartNotFound(f"a part of {upload.upload_id} vanished: {exc}") from exc
-            raise StorageError(f"cannot write {upload.key}: {exc}") from exc
+            raise os_storage_error(f"cannot write {upload.key}", exc) from exc
         finally:
             combined.close()
         if saved_name != upload.key:

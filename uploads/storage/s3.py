@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.utils.http import content_disposition_header
@@ -44,6 +45,28 @@ def _storage_errors(action: str) -> Iterator[None]:
     except BotoCoreError as exc:
         logger.warning("S3 %s failed: %s", action, exc)
         raise StorageError(f"{action}: {exc}") from exc
+
+
+def _completion_client(storage: S3Storage) -> Any:
+    """A client for CompleteMultipartUpload only: S3 may take minutes on a large upload, so it
+    waits up to AWS_S3_COMPLETE_READ_TIMEOUT of silence (not the short read timeout of every
+    other call), and is not retried, which bounds a hung store. Built as django-storages builds
+    its own clients, once per storage and timeout (boto3 clients are thread-safe)."""
+    timeout = settings.AWS_S3_COMPLETE_READ_TIMEOUT
+    clients: dict[int, Any] = storage.__dict__.setdefault("_completion_clients", {})
+    if timeout not in clients:
+        config = storage.client_config.merge(
+            Config(read_timeout=timeout, retries={"total_max_attempts": 1, "mode": "standard"})
+        )
+        clients[timeout] = storage._create_session().client(
+            "s3",
+            region_name=storage.region_name,
+            use_ssl=storage.use_ssl,
+            endpoint_url=storage.endpoint_url,
+            config=config,
+            verify=storage.verify,
+        )
+    return clients[timeout]
 
 
 class S3StorageHandler:
@@ -150,7 +173,7 @@ class S3StorageHandler:
             return item
 
         with _storage_errors("complete_multipart_upload"):
-            response = self.client.complete_multipart_upload(
+            response = _completion_client(self.storage).complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=upload.key,
                 UploadId=upload.upload_id,
