@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .client import Client, normalize_server
 from .errors import ClientError
-from .models import PartURL, RemoteFile, StoredPart, UploadParts, UploadResult
+from .models import PartURL, RemoteFile, StoredPart, UploadParts, UploadResult, Verification
 from .retry import RetryPolicy
 from .state import ResumeState, default_state_path
 from .transfer import auto_part_size
@@ -23,6 +23,7 @@ __all__ = [
     "StoredPart",
     "UploadParts",
     "UploadResult",
+    "Verification",
     "auto_part_size",
     "default_state_path",
     "normalize_server",
