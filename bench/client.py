@@ -28,8 +28,10 @@ CONCURRENCY = 8
 
 
 @contextmanager
-def serve_app() -> Iterator[str]:
-    """The Django app on a loopback port, served by threads of this process, until exit."""
+def serve_app(*, static: bool = False) -> Iterator[str]:
+    """The Django app on a loopback port, served by threads of this process, until exit; with
+    `static`, its static files too (the portal's pages need them), as runserver would."""
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
     from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
     from django.core.wsgi import get_wsgi_application
 
@@ -39,7 +41,8 @@ def serve_app() -> Iterator[str]:
 
     port = free_port()
     server = ThreadedWSGIServer(("127.0.0.1", port), QuietHandler)
-    server.set_app(get_wsgi_application())
+    app = get_wsgi_application()
+    server.set_app(StaticFilesHandler(app) if static else app)
     thread = threading.Thread(target=server.serve_forever, name="bench-app", daemon=True)
     thread.start()
     try:

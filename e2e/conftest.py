@@ -25,18 +25,9 @@ from pytest_django.live_server_helper import LiveServer
 # would hand these fixtures to every directory. `moto_endpoint` is deliberately not imported:
 # the one below replaces it for e2e (Chromium-safe ports); `s3` asks for it by name, so it
 # gets this one.
+from e2e.chromium import CHROMIUM_ARGS, system_chromium
 from tests.conftest import backend, free_port, s3, user  # noqa: F401
 
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 NO_BROWSER_HELP = (
     "No Chromium for the browser tests. Install one and run again:\n"
     "  Debian/Ubuntu: apt-get install -y chromium   (found at /usr/bin/chromium)\n"
@@ -67,15 +58,13 @@ _failed_artifacts = pytest.StashKey[list[Path]]()
 
 def _chromium_executable() -> str | None:
     """CHROMIUM_PATH, else a distribution Chromium, else None (Playwright's own browser)."""
-    configured = os.environ.get("CHROMIUM_PATH")
-    if configured:
-        if not os.access(configured, os.X_OK):
-            pytest.fail(
-                f"CHROMIUM_PATH={configured} is not an executable file.\n{NO_BROWSER_HELP}",
-                pytrace=False,
-            )
-        return configured
-    return next((path for path in CHROMIUM_CANDIDATES if os.access(path, os.X_OK)), None)
+    executable = system_chromium()
+    if executable and not os.access(executable, os.X_OK):
+        pytest.fail(
+            f"CHROMIUM_PATH={executable} is not an executable file.\n{NO_BROWSER_HELP}",
+            pytrace=False,
+        )
+    return executable
 
 
 @pytest.fixture(scope="session")

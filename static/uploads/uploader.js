@@ -305,6 +305,7 @@ export class Upload extends EventTarget {
         const bytes = await this.file.slice(start, start + this.partBytes(number)).arrayBuffer();
         const digest = base64(await crypto.subtle.digest("SHA-256", bytes));
         this.digests.set(number, digest);
+        this._signAhead();
         return digest;
       });
       this._hashing = promise.catch(() => {});
@@ -336,21 +337,37 @@ export class Upload extends EventTarget {
     for (let round = 0; round < 8; round++) {
       const known = this._fresh(number);
       if (known) return known;
-      if (!this._signing) {
-        this._signing = this._sign(number).finally(() => {
-          this._signing = null;
-        });
-      }
+      if (!this._signing) this._startSigning(number);
       await this._signing;
     }
     throw new PartError(`Could not get an upload URL for part ${number}.`, { retryable: true });
   }
 
+  _startSigning(number) {
+    this._signing = this._sign(number).finally(() => {
+      this._signing = null;
+      this._signAhead();
+    });
+    return this._signing;
+  }
+
+  // With checksums, hashed parts are signed in the background, before a sender waits for them:
+  // once there are enough of them to be worth a request (or they are all that is left).
+  _signAhead() {
+    if (!this.algorithm || this._signing || this.state !== State.SENDING) return;
+    const unsigned = this.pending.filter((n) => !this._fresh(n));
+    const ready = unsigned.filter((n) => this.digests.has(n));
+    if (ready.length && ready.length >= Math.min(this.concurrency, unsigned.length)) {
+      this._startSigning(ready[0]).catch(() => {}); // a sender that needs the URL sees the error
+    }
+  }
+
   async _sign(number) {
-    // The part asked for, and the next waiting parts without a fresh URL; with checksums, only
-    // those already hashed (a URL is signed for one exact body).
+    // The part asked for, and the next parts without a fresh URL (those being started, then
+    // those waiting); with checksums, only those already hashed: a URL is for one exact body.
+    if (this.algorithm) await this._checksum(number);
     const batch = [number];
-    for (const n of this.pending) {
+    for (const n of [...this.active.keys(), ...this.pending]) {
       if (batch.length >= SIGN_BATCH) break;
       if (n !== number && !this._fresh(n) && (!this.algorithm || this.digests.has(n))) batch.push(n);
     }
@@ -378,6 +395,7 @@ export class Upload extends EventTarget {
     }
     if (this.algorithm) {
       for (const n of this.pending.slice(0, HASH_AHEAD)) this._checksum(n).catch(() => {});
+      this._signAhead();
     }
     if (this.active.size === 0 && this.pending.length === 0 && this._sendDone) {
       const done = this._sendDone;
