@@ -394,7 +394,10 @@ export class Upload extends EventTarget {
       this._sendPart(this.pending.shift());
     }
     if (this.algorithm) {
-      for (const n of this.pending.slice(0, HASH_AHEAD)) this._checksum(n).catch(() => {});
+      // In sending order: the parts just started first, then the next ones waiting.
+      for (const n of [...this.active.keys(), ...this.pending.slice(0, HASH_AHEAD)]) {
+        this._checksum(n).catch(() => {});
+      }
       this._signAhead();
     }
     if (this.active.size === 0 && this.pending.length === 0 && this._sendDone) {
