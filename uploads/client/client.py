@@ -496,6 +496,10 @@ class Client:
             expires_in=plan.expires_in,
             checksums=hashes,
         )
+        if hashes is not None:
+            # Hashed parts are signed from the hashing thread, a batch at a time, before the
+            # workers reach them.
+            hashes.on_hashed = lambda: signer.prefetch(concurrency)
         sender = PartSender(self._http, source, signer, tracker, self.retry, stop)
         try:
             return send_parts(sender, specs, concurrency)

@@ -105,6 +105,8 @@ class Checksums:
         self._front = 0  # index of the furthest part a sender reached
         self._digests: dict[int, str] = {}
         self._error: BaseException | None = None
+        # Called by the hashing thread after each part (the signer signs what is ready).
+        self.on_hashed: Callable[[], None] | None = None
         self._changed = threading.Condition()
         self._thread = threading.Thread(
             target=self._run, name="direct-uploads-checksums", daemon=True
@@ -145,6 +147,11 @@ class Checksums:
             sha = hashlib.sha256()
             try:
                 read_part(self._path, spec, sha, stop=self._stop)
+                with self._changed:
+                    self._digests[spec.number] = b64(sha.digest())
+                    self._changed.notify_all()
+                if self.on_hashed is not None:
+                    self.on_hashed()
             except Cancelled:
                 return
             except BaseException as exc:
@@ -152,6 +159,3 @@ class Checksums:
                     self._error = exc
                     self._changed.notify_all()
                 return
-            with self._changed:
-                self._digests[spec.number] = b64(sha.digest())
-                self._changed.notify_all()

@@ -7,6 +7,7 @@ held at once, and a retry reads the part again from disk instead of keeping it i
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -213,26 +214,56 @@ class Signer:
             self._done.add(part)
             self._urls.pop(part, None)
 
+    def prefetch(self, minimum: int) -> None:
+        """Sign the parts that can be signed ahead of the workers (hashed, with checksums) before
+        a worker asks, once there are `minimum` of them or they are all that is left."""
+        # Never wait for the lock: its holder may be a worker waiting for the very checksum the
+        # caller (the hashing thread) is about to compute, and it signs what is ready anyway.
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            ready, end = self._ready(self._batch)
+            if not ready or (len(ready) < minimum and end < len(self._order)):
+                return
+            self._cursor = end
+            # On failure, a worker that needs one of these signs it again, and sees the error.
+            with contextlib.suppress(ClientError):
+                self._sign(ready)
+        finally:
+            self._lock.release()
+
     def _sign_from(self, part: int) -> None:
         # The part asked for, then the next unsigned ones in upload order, whichever worker
         # asks first: workers take parts in order, so the batch is what they need next.
-        hashes = self._checksums
-        if hashes is not None:
-            hashes.get(part)  # waits for this one; the rest of the batch is what is ready
-        numbers = [part]
-        while self._cursor < len(self._order) and len(numbers) < self._batch:
-            number = self._order[self._cursor]
-            if hashes is not None and number != part and not hashes.ready(number):
-                break  # hashed in order: nothing after this one is ready either
-            self._cursor += 1
-            if number != part and number not in self._done and number not in self._urls:
+        if self._checksums is not None:
+            self._checksums.get(part)  # waits for this one; the rest is what is ready
+        more, self._cursor = self._ready(self._batch - 1, skip=part)
+        self._sign([part, *more])
+        if part not in self._urls:
+            raise ClientError(0, "presign_failed", f"The server signed no URL for part {part}.")
+
+    def _ready(self, limit: int, skip: int = 0) -> tuple[list[int], int]:
+        """Up to `limit` unsigned parts from the cursor on that can be signed now, and where
+        that run ends: with checksums, parts are hashed in order, so it ends at the first part
+        not hashed yet."""
+        numbers: list[int] = []
+        index = self._cursor
+        while index < len(self._order) and len(numbers) < limit:
+            number = self._order[index]
+            hashed = self._checksums is None or self._checksums.ready(number)
+            if number != skip and not hashed:
+                break
+            index += 1
+            if number != skip and number not in self._done and number not in self._urls:
                 numbers.append(number)
+        return numbers, index
+
+    def _sign(self, numbers: list[int]) -> None:
+        hashes = self._checksums
         checksums = {n: hashes.get(n) for n in numbers} if hashes is not None else None
         expires_in, targets = self._presign(numbers, checksums)
         self.sign_calls += 1
         self._store(expires_in, targets)
-        if part not in self._urls:
-            raise ClientError(0, "presign_failed", f"The server signed no URL for part {part}.")
 
     def _store(self, expires_in: int, targets: Iterable[PartURL]) -> None:
         # Renew a little before the server's deadline: a URL must still be valid when the PUT
