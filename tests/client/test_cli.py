@@ -121,6 +121,16 @@ def test_verify_says_whether_a_local_file_is_the_stored_one(run, backend, part_s
 
 
 @pytest.mark.usefixtures("env")
+def test_checksums_are_on_by_default_and_can_be_turned_off(run, write_file):
+    path, _ = write_file(3 * KIB, seed=5)
+
+    code, summed = run("upload", path, "--json")
+    assert code == EXIT_OK and summed["files"][0]["file"]["checksum_algorithm"] == "SHA256"
+    code, plain = run("upload", path, "--no-checksums", "--no-resume", "--json")
+    assert code == EXIT_OK and plain["files"][0]["file"]["checksum_algorithm"] == ""
+
+
+@pytest.mark.usefixtures("env")
 def test_abort(run, server, user):
     api = HttpApi(server, user)
     try:
