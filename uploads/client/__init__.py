@@ -1,7 +1,8 @@
 """Python client of the Direct Uploads API: `Client(server, token=...)` or `username=/password=`.
 
-`direct-uploads` (uploads.client.cli) is its command line. The package needs httpx (and rich for
-progress bars in the CLI), never Django: it can be copied into any Python ≥ 3.12 project.
+`direct-uploads` (uploads.client.cli) is its command line. The package needs httpx (with its
+httpcore; and rich for progress bars in the CLI), never Django: it can be copied into any
+Python ≥ 3.12 project.
 """
 
 from __future__ import annotations
