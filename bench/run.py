@@ -37,13 +37,23 @@ from bench.harness import ROOT, drop_run_databases, postgres_server_url
 
 BENCH_DIR = Path(__file__).resolve().parent
 # Table order for the benches we know; any other bench module follows, alphabetically.
-ORDER = ["presign", "complete", "cleanup", "client", "datapath", "listing", "throughput"]
+ORDER = [
+    "presign",
+    "complete",
+    "cleanup",
+    "client",
+    "browser",
+    "datapath",
+    "listing",
+    "throughput",
+]
 # Seconds each bench may take at most (full, quick); the whole run stays inside TOTAL_BUDGET.
 CAPS = {
     "presign": (120, 30),
     "complete": (60, 20),
     "cleanup": (200, 30),
     "client": (120, 30),
+    "browser": (120, 45),
     "datapath": (240, 40),
     "listing": (150, 35),
     "throughput": (120, 40),

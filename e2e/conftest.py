@@ -18,6 +18,8 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, Playwright, expect
 from pytest_django.live_server_helper import LiveServer
 
+from e2e.chromium import CHROMIUM_ARGS, system_chromium
+
 # Re-expose the shared fixtures (user, the stores, backend) here, because e2e/ is not under
 # tests/ and so does not see tests/conftest.py. An explicit import is the form that works however
 # pytest is invoked: `pytest_plugins = ["tests.conftest"]` is only accepted in a conftest pytest
@@ -34,16 +36,6 @@ from tests.conftest import (  # noqa: F401
 )
 from tests.ports import CHROMIUM_UNSAFE_PORTS
 
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 NO_BROWSER_HELP = (
     "No Chromium for the browser tests. Install one and run again:\n"
     "  Debian/Ubuntu: apt-get install -y chromium   (found at /usr/bin/chromium)\n"
@@ -64,15 +56,13 @@ _failed_artifacts = pytest.StashKey[list[Path]]()
 
 def _chromium_executable() -> str | None:
     """CHROMIUM_PATH, else a distribution Chromium, else None (Playwright's own browser)."""
-    configured = os.environ.get("CHROMIUM_PATH")
-    if configured:
-        if not os.access(configured, os.X_OK):
-            pytest.fail(
-                f"CHROMIUM_PATH={configured} is not an executable file.\n{NO_BROWSER_HELP}",
-                pytrace=False,
-            )
-        return configured
-    return next((path for path in CHROMIUM_CANDIDATES if os.access(path, os.X_OK)), None)
+    executable = system_chromium()
+    if executable and not os.access(executable, os.X_OK):
+        pytest.fail(
+            f"CHROMIUM_PATH={executable} is not an executable file.\n{NO_BROWSER_HELP}",
+            pytrace=False,
+        )
+    return executable
 
 
 @pytest.fixture(scope="session")

@@ -257,6 +257,9 @@ UPLOADS_KEY_PREFIX = env_str("UPLOADS_KEY_PREFIX", "uploads").strip("/")
 UPLOADS_DOWNLOAD_URL_EXPIRATION = env_int("UPLOADS_DOWNLOAD_URL_EXPIRATION", 300)
 # Where the local handler keeps parts until completion; never served directly.
 UPLOADS_LOCAL_PARTS_DIR = Path(env_str("UPLOADS_LOCAL_PARTS_DIR", str(MEDIA_ROOT / ".parts")))
+# The portal's uploader signs each part's SHA-256 into its URL; off only for an S3-compatible
+# store that refuses x-amz-checksum-sha256 (the upload then rests on ETags and sizes).
+UPLOADS_BROWSER_CHECKSUMS = env_bool("UPLOADS_BROWSER_CHECKSUMS", True)
 
 # --- API auth ------------------------------------------------------------------------------
 NINJA_JWT = {

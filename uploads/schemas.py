@@ -139,6 +139,9 @@ class StoredPartOut(Schema):
     part_number: int
     size: int
     etag: str
+    # The part's checksum in the upload's algorithm (base64) as the store reports it; "" when the
+    # upload has none or the store does not say. Clients compare it with their own file on resume.
+    checksum: str = ""
 
 
 class UploadPartsOut(Schema):
@@ -148,6 +151,8 @@ class UploadPartsOut(Schema):
     part_size: int
     total_parts: int
     uploaded_bytes: int
+    # "SHA256" / "CRC32" when the parts carry checksums, else "".
+    checksum_algorithm: str = ""
     parts: list[StoredPartOut]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
@@ -66,7 +67,11 @@ def upload_page(request: HttpRequest) -> HttpResponse:
     unfinished = selectors.file_list_for_user(
         user=request.user, status=FileRecord.Status.UPLOADING, owner_only=True
     )[:50]
-    return render(request, "uploads/upload.html", {"unfinished": unfinished})
+    return render(
+        request,
+        "uploads/upload.html",
+        {"unfinished": unfinished, "checksums": settings.UPLOADS_BROWSER_CHECKSUMS},
+    )
 
 
 @login_required

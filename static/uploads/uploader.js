@@ -5,11 +5,22 @@
 // in local mode), several at a time, with retries, re-signing of expired URLs, progress from XHR
 // upload events, and resume after a reload (localStorage remembers file → upload id; the server's
 // parts endpoint says what the store already holds).
+//
+// Integrity: each part's SHA-256 (WebCrypto) is signed into its URL, so the store refuses bytes
+// that differ from the file's. Parts are hashed one at a time, a few ahead of the senders: memory
+// holds the parts in flight and the one being hashed. On resume a stored part is kept only if its
+// checksum matches the picked file's; a part the store cannot vouch for is sent again.
 
 const API_BASE = "/v1";
 const STORE_PREFIX = "direct-uploads:v1:";
 const SIGN_BATCH = 100; // URLs asked for at a time; the server caps a batch at 1,000.
 const MAX_ATTEMPTS = 6; // per part: the first try and five retries
+const SHA256 = "SHA256";
+const HASH_AHEAD = 16; // parts hashed ahead of the senders (only their digests are kept)
+const MAX_REPAIRS = 3; // rounds of re-sending parts that complete says the store lacks
+// The store refused a body that does not match the checksum signed into its URL (the local
+// store's code, S3's): altered on the way, so it is sent again.
+const ALTERED = /checksum_mismatch|<Code>BadDigest<\/Code>/;
 const SPEED_WINDOW_MS = 5000;
 
 export const State = Object.freeze({
@@ -24,10 +35,11 @@ export const State = Object.freeze({
 });
 
 export class ApiError extends Error {
-  constructor(status, detail, code) {
+  constructor(status, detail, code, extra = {}) {
     super(detail);
     this.status = status;
     this.code = code;
+    this.extra = extra;
   }
 }
 
@@ -68,12 +80,24 @@ export async function api(method, path, body) {
       response.status,
       (data && data.detail) || `The server answered ${response.status}.`,
       (data && data.code) || "error",
+      (data && data.extra) || {},
     );
   }
   return data;
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// WebCrypto exists only in secure contexts (HTTPS, or localhost): elsewhere no checksums.
+const canHash = () => Boolean(globalThis.crypto && crypto.subtle);
+
+function base64(buffer) {
+  let text = "";
+  for (const byte of new Uint8Array(buffer)) text += String.fromCharCode(byte);
+  return btoa(text);
+}
+
+const bareEtag = (etag) => String(etag).replace(/"/g, "").toLowerCase();
 
 // Exponential backoff with jitter: ~0.5 s, 1 s, 2 s, 4 s, 8 s.
 const backoff = (attempt) => Math.min(15000, 500 * 2 ** (attempt - 1)) * (0.75 + Math.random() / 2);
@@ -119,21 +143,29 @@ export const resumeStore = {
 };
 
 export class Upload extends EventTarget {
-  constructor(file, { concurrency = 4, resumeId = null } = {}) {
+  // `checksums`: sign each part's SHA-256 into its URL (new uploads; a resumed upload keeps the
+  // choice it was started with). Off, or without WebCrypto, parts go as the spec's clients send.
+  constructor(file, { concurrency = 4, resumeId = null, checksums = true } = {}) {
     super();
     this.file = file;
     this.concurrency = Math.max(1, concurrency);
     this.resumeId = resumeId;
+    this.checksums = checksums && canHash();
     this.state = State.QUEUED;
     this.id = null;
     this.partSize = 0;
     this.totalParts = 0;
-    this.urls = new Map(); // part number → {url, expiresAt}
+    this.algorithm = ""; // "SHA256" when the upload's parts carry checksums
+    this.urls = new Map(); // part number → {url, headers, expiresAt}
     this.etags = new Map(); // part number → ETag of a stored part
+    this.hashes = new Map(); // part number → promise of its base64 SHA-256
+    this.digests = new Map(); // part number → base64 SHA-256, once computed
+    this._hashing = Promise.resolve(); // parts are hashed one after another
     this.pending = [];
     this.active = new Map(); // part number → {xhr, loaded}
     this.doneBytes = 0;
     this.resumedParts = 0;
+    this.replacedParts = 0;
     this.samples = [];
     this.error = null;
     this.record = null;
@@ -198,12 +230,16 @@ export class Upload extends EventTarget {
       file_name: this.file.name,
       file_size: this.file.size,
       file_content_type: this.file.type || "",
-      presign: SIGN_BATCH,
     };
+    // With an algorithm and no checksums yet, initiate signs nothing: the part size is the
+    // server's choice, so parts are hashed once it is known and signed through …/presign.
+    if (this.checksums) body.checksum_algorithm = SHA256;
+    else body.presign = SIGN_BATCH;
     const data = await withRetries(() => api("POST", "/files/uploads", body));
     this.id = data.id;
     this.partSize = data.part_size;
     this.totalParts = data.total_parts;
+    this.algorithm = data.checksum_algorithm || "";
     this._keepUrls(data.presigned_urls, data.expires_in);
     this.pending = Array.from({ length: this.totalParts }, (_, i) => i + 1);
     resumeStore.set(this.file, { id: this.id });
@@ -221,52 +257,127 @@ export class Upload extends EventTarget {
       }
       throw err;
     }
-    if (info.file_size !== this.file.size) return false;
+    // An upload whose parts need checksums cannot go on without WebCrypto to compute them.
+    if (info.file_size !== this.file.size || (info.checksum_algorithm && !canHash())) return false;
     this.id = id;
     this.partSize = info.part_size;
     this.totalParts = info.total_parts;
+    this.algorithm = info.checksum_algorithm || "";
+    // A part stays only if it is provably this file's: one this page sent (same ETag), or one
+    // whose stored checksum is this file's. Same name and size prove nothing: the rest is sent.
+    const kept = new Map();
+    this.replacedParts = 0;
     for (const part of info.parts) {
-      if (part.size === this.partBytes(part.part_number) && !this.etags.has(part.part_number)) {
-        this.etags.set(part.part_number, part.etag);
-        this.doneBytes += part.size;
-      }
+      const n = part.part_number;
+      if (part.size !== this.partBytes(n)) continue;
+      const mine = this.etags.get(n);
+      if (mine !== undefined && bareEtag(mine) === bareEtag(part.etag)) kept.set(n, mine);
+      else if (await this._isThisFiles(part)) kept.set(n, part.etag);
+      else this.replacedParts++;
     }
-    this.resumedParts = this.etags.size;
+    this.etags = kept;
+    this.doneBytes = 0;
+    for (const n of kept.keys()) this.doneBytes += this.partBytes(n);
+    this.resumedParts = kept.size;
     this.pending = [];
     for (let n = 1; n <= this.totalParts; n++) if (!this.etags.has(n)) this.pending.push(n);
     resumeStore.set(this.file, { id });
     if (this.state === State.INITIALIZING) {
-      this.dispatchEvent(new CustomEvent("resumed", { detail: { parts: this.resumedParts } }));
+      this.dispatchEvent(
+        new CustomEvent("resumed", {
+          detail: { parts: this.resumedParts, replaced: this.replacedParts },
+        }),
+      );
     }
     return true;
+  }
+
+  async _isThisFiles(part) {
+    if (this.algorithm !== SHA256 || !part.checksum) return false;
+    return (await this._checksum(part.part_number)) === part.checksum;
+  }
+
+  _checksum(number) {
+    let promise = this.hashes.get(number);
+    if (!promise) {
+      promise = this._hashing.then(async () => {
+        const start = (number - 1) * this.partSize;
+        const bytes = await this.file.slice(start, start + this.partBytes(number)).arrayBuffer();
+        const digest = base64(await crypto.subtle.digest("SHA-256", bytes));
+        this.digests.set(number, digest);
+        this._signAhead();
+        return digest;
+      });
+      this._hashing = promise.catch(() => {});
+      this.hashes.set(number, promise);
+    }
+    return promise;
+  }
+
+  _forgetChecksum(number) {
+    this.hashes.delete(number);
+    this.digests.delete(number);
   }
 
   _keepUrls(targets, expiresIn) {
     // Renew a minute early so a slow part does not start on a URL about to expire.
     const expiresAt = Date.now() + Math.max(10, expiresIn - 60) * 1000;
-    for (const { part_number, url } of targets) this.urls.set(part_number, { url, expiresAt });
+    for (const { part_number, url, headers } of targets) {
+      this.urls.set(part_number, { url, headers: headers || {}, expiresAt });
+    }
+  }
+
+  _fresh(number) {
+    const known = this.urls.get(number);
+    return known && known.expiresAt > Date.now() ? known : null;
   }
 
   async _urlFor(number) {
-    for (let round = 0; round < 3; round++) {
-      const known = this.urls.get(number);
-      if (known && known.expiresAt > Date.now()) return known.url;
-      if (!this._signing) {
-        const batch = [number];
-        for (const n of this.pending) {
-          if (batch.length >= SIGN_BATCH) break;
-          const cached = this.urls.get(n);
-          if (n !== number && !(cached && cached.expiresAt > Date.now())) batch.push(n);
-        }
-        this._signing = api("POST", `/files/uploads/${this.id}/presign`, { part_numbers: batch })
-          .then((data) => this._keepUrls(data.presigned_urls, data.expires_in))
-          .finally(() => {
-            this._signing = null;
-          });
-      }
+    // One signing call at a time; a part missing from the batch in flight starts the next one.
+    for (let round = 0; round < 8; round++) {
+      const known = this._fresh(number);
+      if (known) return known;
+      if (!this._signing) this._startSigning(number);
       await this._signing;
     }
     throw new PartError(`Could not get an upload URL for part ${number}.`, { retryable: true });
+  }
+
+  _startSigning(number) {
+    this._signing = this._sign(number).finally(() => {
+      this._signing = null;
+      this._signAhead();
+    });
+    return this._signing;
+  }
+
+  // With checksums, hashed parts are signed in the background, before a sender waits for them:
+  // once there are enough of them to be worth a request (or they are all that is left).
+  _signAhead() {
+    if (!this.algorithm || this._signing || this.state !== State.SENDING) return;
+    const unsigned = this.pending.filter((n) => !this._fresh(n));
+    const ready = unsigned.filter((n) => this.digests.has(n));
+    if (ready.length && ready.length >= Math.min(this.concurrency, unsigned.length)) {
+      this._startSigning(ready[0]).catch(() => {}); // a sender that needs the URL sees the error
+    }
+  }
+
+  async _sign(number) {
+    // The part asked for, and the next parts without a fresh URL (those being started, then
+    // those waiting); with checksums, only those already hashed: a URL is for one exact body.
+    if (this.algorithm) await this._checksum(number);
+    const batch = [number];
+    for (const n of [...this.active.keys(), ...this.pending]) {
+      if (batch.length >= SIGN_BATCH) break;
+      if (n !== number && !this._fresh(n) && (!this.algorithm || this.digests.has(n))) batch.push(n);
+    }
+    const body = { part_numbers: batch };
+    if (this.algorithm) {
+      const sums = await Promise.all(batch.map((n) => this._checksum(n)));
+      body.checksums = Object.fromEntries(batch.map((n, i) => [n, sums[i]]));
+    }
+    const data = await api("POST", `/files/uploads/${this.id}/presign`, body);
+    this._keepUrls(data.presigned_urls, data.expires_in);
   }
 
   _sendAll() {
@@ -281,6 +392,13 @@ export class Upload extends EventTarget {
     if (this.state !== State.SENDING) return;
     while (this.active.size < this.concurrency && this.pending.length) {
       this._sendPart(this.pending.shift());
+    }
+    if (this.algorithm) {
+      // In sending order: the parts just started first, then the next ones waiting.
+      for (const n of [...this.active.keys(), ...this.pending.slice(0, HASH_AHEAD)]) {
+        this._checksum(n).catch(() => {});
+      }
+      this._signAhead();
     }
     if (this.active.size === 0 && this.pending.length === 0 && this._sendDone) {
       const done = this._sendDone;
@@ -299,13 +417,13 @@ export class Upload extends EventTarget {
           return;
         }
         try {
-          const url = await this._urlFor(number);
+          const target = await this._urlFor(number);
           // Paused or cancelled while the URL was being signed: do not start the PUT.
           if (this.state !== State.SENDING) {
             if (this.state === State.PAUSED) this.pending.unshift(number);
             return;
           }
-          const etag = await this._put(number, url, slot);
+          const etag = await this._put(number, target, slot);
           this.etags.set(number, etag);
           this.doneBytes += this.partBytes(number);
           return;
@@ -333,13 +451,15 @@ export class Upload extends EventTarget {
     }
   }
 
-  _put(number, url, slot) {
+  _put(number, target, slot) {
     const start = (number - 1) * this.partSize;
     const blob = this.file.slice(start, start + this.partBytes(number));
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
       slot.xhr = xhr;
-      xhr.open("PUT", url);
+      xhr.open("PUT", target.url);
+      // Signed into the URL (the part's checksum): the store wants them exactly.
+      for (const [name, value] of Object.entries(target.headers)) xhr.setRequestHeader(name, value);
       xhr.upload.onprogress = (event) => {
         slot.loaded = event.loaded;
         this._progress();
@@ -362,6 +482,8 @@ export class Upload extends EventTarget {
           reject(new PartError(`Part ${number} was refused (403).`, { retryable: true, expired: true }));
         } else if (xhr.status >= 500 || xhr.status === 408 || xhr.status === 429) {
           reject(new PartError(`Part ${number} failed (${xhr.status}).`, { retryable: true }));
+        } else if (xhr.status === 400 && ALTERED.test(xhr.responseText || "")) {
+          reject(new PartError(`Part ${number} arrived altered (400).`, { retryable: true }));
         } else {
           reject(new PartError(`Part ${number} was refused (${xhr.status}).`));
         }
@@ -374,23 +496,55 @@ export class Upload extends EventTarget {
   }
 
   async _finalize() {
-    this._setState(State.FINALIZING);
-    const parts = [...this.etags.entries()]
-      .sort((a, b) => a[0] - b[0])
-      .map(([part_number, etag]) => ({ part_number, etag }));
-    try {
-      this.record = await withRetries(() =>
-        api("POST", `/files/uploads/${this.id}/complete`, { parts }),
-      );
-    } catch (err) {
-      // A failed verification ends the upload for good: nothing is left to resume.
-      if (err instanceof ApiError && err.code === "verification_failed") {
-        resumeStore.delete(this.file);
+    for (let repair = 0; ; repair++) {
+      this._setState(State.FINALIZING);
+      const parts = [...this.etags.entries()]
+        .sort((a, b) => a[0] - b[0])
+        .map(([part_number, etag]) => ({ part_number, etag }));
+      let again;
+      try {
+        this.record = await withRetries(() =>
+          api("POST", `/files/uploads/${this.id}/complete`, { parts }),
+        );
+        break;
+      } catch (err) {
+        // A failed verification ends the upload for good: nothing is left to resume.
+        if (err instanceof ApiError && err.code === "verification_failed") {
+          resumeStore.delete(this.file);
+        }
+        again = this._partsToResend(err);
+        if (!again.length) throw err;
+        if (repair >= MAX_REPAIRS) {
+          throw new ApiError(
+            err.status,
+            `The store still disagrees about part(s) ${again.join(", ")} after ${MAX_REPAIRS} ` +
+              "re-sends; the upload stays open: pick the file again to resume it.",
+            err.code,
+            err.extra,
+          );
+        }
       }
-      throw err;
+      // Complete named parts the store holds wrongly or not at all, and left the upload open:
+      // send them again (hashed again, on fresh URLs), then complete again.
+      for (const n of again) {
+        if (this.etags.delete(n)) this.doneBytes -= this.partBytes(n);
+        this.urls.delete(n);
+        this._forgetChecksum(n);
+      }
+      this.pending = again;
+      await this._sendAll();
+      if (this.state !== State.SENDING) return;
     }
     resumeStore.delete(this.file);
     this._setState(State.DONE, { record: this.record });
+  }
+
+  _partsToResend(err) {
+    if (!(err instanceof ApiError) || err.code !== "parts_mismatch") return [];
+    const { parts, upload_status: status } = err.extra || {};
+    if (!["pending", "uploading"].includes(status) || !Array.isArray(parts)) return [];
+    const valid = parts.filter((n) => Number.isInteger(n) && n >= 1 && n <= this.totalParts);
+    return [...new Set(valid)].sort((a, b) => a - b);
   }
 
   _abortInFlight() {
@@ -557,7 +711,10 @@ function renderRow(upload, list) {
     else if (s === State.SENDING) message.textContent = "";
   });
   upload.addEventListener("resumed", (event) => {
-    message.textContent = `Resuming: ${event.detail.parts} part(s) already stored.`;
+    const { parts, replaced } = event.detail;
+    message.textContent =
+      `Resuming: ${parts} part(s) already stored.` +
+      (replaced ? ` ${replaced} stored part(s) could not be shown to be this file's: sent again.` : "");
   });
   upload.addEventListener("retry", (event) => {
     message.textContent = `Retrying part ${event.detail.part} (attempt ${event.detail.attempt + 1})…`;
@@ -582,11 +739,13 @@ export function mount(root) {
   const zone = root.querySelector("#dropzone");
   const list = root.querySelector("#uploads");
   const concurrency = Number(root.dataset.concurrency) || 4;
+  // data-checksums="off" (UPLOADS_BROWSER_CHECKSUMS=0): new uploads send no part checksums.
+  const checksums = root.dataset.checksums !== "off";
   const uploads = [];
   let resumeTarget = null;
 
   const add = (file, resumeId = null) => {
-    const upload = new Upload(file, { concurrency, resumeId });
+    const upload = new Upload(file, { concurrency, resumeId, checksums });
     uploads.push(upload);
     renderRow(upload, list);
     upload.start();

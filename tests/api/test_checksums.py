@@ -9,7 +9,7 @@ import zlib
 import pytest
 import requests
 
-from tests.helpers import HttpApi
+from tests.helpers import ApiClient, HttpApi
 from uploads.models import FileRecord
 
 PART = 2048
@@ -155,3 +155,76 @@ def test_s3_signs_the_checksum_into_the_url(s3, live_server, user):
     done = client.complete(body["id"], parts)
     assert done.status_code == 200, done.text
     assert done.json()["upload_status"] == "completed"
+
+
+@pytest.fixture(params=["jwt", "session"])
+def either_auth(request, user):
+    """The same calls with a bearer token, and with the portal's signed-in session."""
+    if request.param == "jwt":
+        return ApiClient(user)
+    client = ApiClient()
+    client.client.force_login(user)
+    return client
+
+
+def test_parts_list_says_the_algorithm_and_each_parts_checksum(either_auth):
+    chunks = parts_of(CONTENT, PART)
+    checksums = {str(n): sha256_b64(body) for n, body in chunks.items()}
+    body = either_auth.post(
+        "/v1/files/uploads",
+        {
+            "file_name": "c.bin",
+            "file_size": len(CONTENT),
+            "part_size": PART,
+            "checksum_algorithm": "SHA256",
+            "checksums": checksums,
+        },
+    ).json()
+    for target in body["presigned_urls"][:2]:
+        n = target["part_number"]
+        assert either_auth.put_part(target["url"], chunks[n]).status_code == 200
+
+    listed = either_auth.get(f"/v1/files/uploads/{body['id']}/parts").json()
+
+    assert listed["checksum_algorithm"] == "SHA256"
+    assert [p["part_number"] for p in listed["parts"]] == [1, 2]
+    for part in listed["parts"]:
+        # A store that reports part checksums gives the part's own; one that does not, "".
+        assert part["checksum"] in ("", checksums[str(part["part_number"])])
+
+
+def test_parts_list_of_an_upload_without_checksums(either_auth):
+    body = either_auth.post(
+        "/v1/files/uploads", {"file_name": "c.bin", "file_size": len(CONTENT), "part_size": PART}
+    ).json()
+    either_auth.put_part(body["presigned_urls"][0]["url"], CONTENT[:PART])
+
+    listed = either_auth.get(f"/v1/files/uploads/{body['id']}/parts").json()
+
+    assert listed["checksum_algorithm"] == ""
+    assert [(p["part_number"], p["checksum"]) for p in listed["parts"]] == [(1, "")]
+
+
+def test_parts_schema_carries_the_stores_part_checksums(user):
+    from uploads.schemas import UploadPartsOut
+    from uploads.services.uploads import UploadParts
+    from uploads.storage.base import StoredPart
+
+    record = FileRecord.objects.create(
+        created_by=user,
+        file_name="c.bin",
+        file_size=len(CONTENT),
+        part_size=PART,
+        total_parts=3,
+        checksum_algorithm="SHA256",
+        upload_status=FileRecord.Status.UPLOADING,
+    )
+    stored = [StoredPart(1, PART, '"e1"', checksum=sha256_b64(b"one")), StoredPart(2, PART, "e2")]
+
+    out = UploadPartsOut.from_orm(UploadParts(file=record, parts=stored)).dict()
+
+    assert out["checksum_algorithm"] == "SHA256"
+    assert [(p["part_number"], p["checksum"]) for p in out["parts"]] == [
+        (1, sha256_b64(b"one")),
+        (2, ""),
+    ]

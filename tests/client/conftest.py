@@ -5,6 +5,7 @@ some of them."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -23,6 +24,11 @@ PASSWORD = "alice-pass"
 
 Fault = Callable[[httpx.Request, int], httpx.Response | None]
 After = Callable[[httpx.Request, httpx.Response, int], None]
+
+
+def sha256_b64(data: bytes) -> str:
+    """A part checksum as the API and the stores write it."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def part_number(request: httpx.Request) -> int | None:

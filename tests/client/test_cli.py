@@ -20,6 +20,7 @@ from tests.integration.support import KIB, MIB
 from uploads.client.cli import (
     EXIT_AUTH,
     EXIT_CONFLICT,
+    EXIT_DIFFERS,
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_PARTIAL,
@@ -33,7 +34,12 @@ GIB = 1024 * MIB
 
 
 @pytest.fixture
-def env(monkeypatch, local_storage, server, user, tmp_path):
+def env(local_storage, any_store_env):
+    """The command line's environment, against the local store."""
+
+
+@pytest.fixture
+def any_store_env(monkeypatch, server, user, tmp_path):
     monkeypatch.setenv("DIRECT_UPLOADS_SERVER", server)
     monkeypatch.setenv("DIRECT_UPLOADS_TOKEN", access_token(user))
     monkeypatch.delenv("DIRECT_UPLOADS_USERNAME", raising=False)
@@ -91,6 +97,37 @@ def test_upload_list_download_delete(run, write_file, tmp_path):
     code, failed = run("download", big_id, tmp_path / "again.bin", "--json")
     assert code == EXIT_NOT_FOUND and failed["error"]["code"] == "not_found"
     assert not (tmp_path / "again.bin").exists()
+
+
+@pytest.mark.usefixtures("any_store_env")
+def test_verify_says_whether_a_local_file_is_the_stored_one(run, backend, part_size, write_file):
+    path, content = write_file(2 * part_size + 5, seed=4, name="kept.bin")
+    code, uploaded = run("upload", path, "--part-size", part_size, "--json")
+    assert code == EXIT_OK
+    file_id = uploaded["files"][0]["file"]["id"]
+    other, _ = write_file(0, name="other.bin")
+    other.write_bytes(content[:100] + bytes([content[100] ^ 1]) + content[101:])
+
+    code, same = run("verify", path, file_id, "--json")
+    assert code == EXIT_OK and same["matches"] and same["local"] == same["stored"]
+    code, text = run("verify", path, file_id)
+    assert code == EXIT_OK and "matches" in text
+    code, differs = run("verify", other, file_id, "--json")
+    assert code == EXIT_DIFFERS and not differs["matches"]
+    assert differs["method"] == same["method"] and differs["stored"] == same["stored"]
+    code, text = run("verify", other, file_id)
+    assert code == EXIT_DIFFERS and "DIFFERS" in text
+    assert run("verify", path, uuid.uuid4())[0] == EXIT_NOT_FOUND
+
+
+@pytest.mark.usefixtures("env")
+def test_checksums_are_on_by_default_and_can_be_turned_off(run, write_file):
+    path, _ = write_file(3 * KIB, seed=5)
+
+    code, summed = run("upload", path, "--json")
+    assert code == EXIT_OK and summed["files"][0]["file"]["checksum_algorithm"] == "SHA256"
+    code, plain = run("upload", path, "--no-checksums", "--no-resume", "--json")
+    assert code == EXIT_OK and plain["files"][0]["file"]["checksum_algorithm"] == ""
 
 
 @pytest.mark.usefixtures("env")

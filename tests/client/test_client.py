@@ -21,7 +21,7 @@ from uploads.client import Client, ClientError, ResumeState, auto_part_size
 from uploads.client.state import resume_key
 from uploads.models import FileRecord
 
-from .conftest import Recording, part_number
+from .conftest import Recording, part_number, sha256_b64
 
 
 class Crash(Exception):
@@ -220,8 +220,12 @@ def test_an_expired_url_is_signed_again(
 
     assert result.file.upload_status == "completed"
     assert [status for r, status in parts.statuses if part_number(r) == 2] == [403, 200]
-    (presign,) = api.calls("POST", "/presign")
-    assert Recording.body(presign)["part_numbers"] == [2]
+    # Signed with its batch, then once more on its own, with the same checksum.
+    signed = [Recording.body(r) for r in api.calls("POST", "/presign")]
+    with_two = [body for body in signed if 2 in body["part_numbers"]]
+    assert len(with_two) == 2 and with_two[1]["part_numbers"] == [2]
+    checksum = sha256_b64(content[part_size : 2 * part_size])
+    assert with_two[0]["checksums"]["2"] == with_two[1]["checksums"]["2"] == checksum
     assert client.download(result.file.id, tmp_path / "copy.bin").read_bytes() == content
 
 
@@ -231,19 +235,57 @@ def test_part_urls_are_signed_lazily_in_batches(local_storage, make_client, writ
     api, parts = Recording(), Recording()
     client = make_client(transport=api, part_transport=parts)
 
-    result = client.upload(path, part_size=part, concurrency=8)
+    result = client.upload(path, part_size=part, concurrency=8, checksums=False)
 
     assert result.file.total_parts == 250
     (initiate,) = api.calls("POST", "/v1/files/uploads")
     assert Recording.body(initiate)["presign"] == 100
-    batches = [  # A call the server refused (a locked test database) is sent again: skip it.
-        Recording.body(r)["part_numbers"]
+    assert sorted(b["part_numbers"] for b in signed_batches(api)) == [
+        list(range(101, 201)),
+        list(range(201, 251)),
+    ]
+    assert sorted(parts.parts_put()) == list(range(1, 251))
+    assert client.download(result.file.id, tmp_path / "copy.bin").read_bytes() == content
+
+
+def test_parts_are_hashed_then_signed_in_batches(local_storage, make_client, write_file, tmp_path):
+    part = 1 * KIB
+    path, content = write_file(250 * part - 100, seed=8)  # 250 parts
+    api, parts = Recording(), Recording()
+    client = make_client(transport=api, part_transport=parts)
+
+    result = client.upload(path, part_size=part, concurrency=8)
+
+    assert (result.file.total_parts, result.file.checksum_algorithm) == (250, "SHA256")
+    (initiate,) = api.calls("POST", "/v1/files/uploads")
+    # The part size is known only once the upload exists: no part is signed by initiate.
+    assert Recording.body(initiate)["checksum_algorithm"] == "SHA256"
+    assert "checksums" not in Recording.body(initiate)
+    batches = signed_batches(api)
+    numbers = [n for b in batches for n in b["part_numbers"]]
+    assert sorted(numbers) == list(range(1, 251))  # each part signed once
+    assert all(len(b["part_numbers"]) <= 100 for b in batches)
+    assert len(batches) <= 25, "hashing did not run ahead of the senders"
+    for batch in batches:
+        for n in batch["part_numbers"]:
+            chunk = content[(n - 1) * part : n * part]
+            assert batch["checksums"][str(n)] == sha256_b64(chunk)
+    # Each PUT carries its checksum, as signed.
+    for put in (r for r in parts.requests if r.method == "PUT"):
+        n = part_number(put)
+        assert put.headers["x-amz-checksum-sha256"] == sha256_b64(
+            content[(n - 1) * part : n * part]
+        )
+    assert client.download(result.file.id, tmp_path / "copy.bin").read_bytes() == content
+
+
+def signed_batches(api: Recording) -> list[dict[str, Any]]:
+    # A call the server refused (a locked test database) is sent again: count it once.
+    return [
+        Recording.body(r)
         for r, status in api.statuses
         if r.url.path.endswith("/presign") and status == 200
     ]
-    assert [sorted(b) for b in batches] == [list(range(101, 201)), list(range(201, 251))]
-    assert sorted(parts.parts_put()) == list(range(1, 251))
-    assert client.download(result.file.id, tmp_path / "copy.bin").read_bytes() == content
 
 
 def expired_access_token(user: Any) -> str:

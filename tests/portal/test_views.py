@@ -565,6 +565,12 @@ def test_upload_page_without_unfinished_uploads_says_none(client):
     assert page.find_all(**{"data-testid": "no-unfinished"})
 
 
+def test_upload_page_tells_the_uploader_whether_to_send_checksums(client, settings):
+    assert page_of(client.get("/upload/")).find_all(id="uploader", **{"data-checksums": "on"})
+    settings.UPLOADS_BROWSER_CHECKSUMS = False
+    assert page_of(client.get("/upload/")).find_all(id="uploader", **{"data-checksums": "off"})
+
+
 # --- list filters ---------------------------------------------------------------------------
 
 

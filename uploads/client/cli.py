@@ -1,4 +1,4 @@
-"""`direct-uploads`: upload, list, download, delete and abort files from the command line.
+"""`direct-uploads`: upload, verify, list, download, delete and abort files from the command line.
 
 The server and credentials come from the environment or the options:
 
@@ -18,6 +18,7 @@ Exit codes (stable: scripts may rely on them):
        (413), type not allowed (415), the file changed while it was sent
   5    network or storage unavailable: no answer, or 5xx/429 after every retry
   6    partial failure: some files of a multi-file upload failed, the others were uploaded
+  7    differs: `verify` found that the local file is not the stored one
   130  interrupted (Ctrl-C); run the same upload again to resume it
 """
 
@@ -34,7 +35,7 @@ from contextlib import contextmanager
 from typing import IO, Any, NoReturn
 
 from .client import Client
-from .errors import ETAG_MISSING, FILE_CHANGED, ClientError
+from .errors import ETAG_MISSING, FILE_CHANGED, NOT_VERIFIABLE, ClientError
 from .retry import RetryPolicy
 from .state import default_state_path
 
@@ -45,10 +46,18 @@ EXIT_NOT_FOUND = 3
 EXIT_CONFLICT = 4
 EXIT_UNAVAILABLE = 5
 EXIT_PARTIAL = 6
+EXIT_DIFFERS = 7
 EXIT_INTERRUPTED = 130
 
 _CONFLICT_CODES = frozenset(
-    {"verification_failed", "checksum_mismatch", FILE_CHANGED, ETAG_MISSING}
+    {
+        "verification_failed",
+        "checksum_mismatch",
+        "parts_mismatch",
+        FILE_CHANGED,
+        ETAG_MISSING,
+        NOT_VERIFIABLE,
+    }
 )
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -129,8 +138,21 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument(
         "--no-resume", action="store_true", help="start over even if an earlier run was cut short"
     )
+    upload.add_argument(
+        "--no-checksums",
+        action="store_true",
+        help="send no per-part SHA-256 (for a store that does not support them)",
+    )
     upload.add_argument("--name", help="display name (one FILE only)")
     upload.add_argument("--description", help="description of every uploaded file")
+
+    verify = commands.add_parser(
+        "verify",
+        parents=[common],
+        help="check that a local file is the stored one, without downloading it",
+    )
+    verify.add_argument("path", metavar="PATH")
+    verify.add_argument("id", metavar="FILE_ID")
 
     listing = commands.add_parser("list", parents=[common], help="list your files")
     listing.add_argument(
@@ -312,6 +334,7 @@ def _upload(client: Client, args: argparse.Namespace, out: _Output) -> int:
                     part_size=args.part_size,
                     concurrency=args.concurrency,
                     resume=not args.no_resume,
+                    checksums=not args.no_checksums,
                     name=args.name,
                     description=args.description,
                     progress=bar(os.path.basename(path)) if bar else None,
@@ -328,7 +351,13 @@ def _upload(client: Client, args: argparse.Namespace, out: _Output) -> int:
                 out.error(f"{path}: {exc}")
                 continue
             results.append({"ok": True, **result.to_json()})
-            resumed = f", resumed with {result.parts_reused} parts stored" if result.resumed else ""
+            resumed = ""
+            if result.resumed:
+                resumed = f", resumed with {result.parts_reused} parts stored"
+            if result.parts_replaced:
+                resumed += (
+                    f" ({result.parts_replaced} stored parts were not this file's: sent again)"
+                )
             out.line(
                 f"{result.file.id}  {path}  {_human(result.file.file_size)}  "
                 f"{result.file.upload_status}{resumed}"
@@ -338,6 +367,18 @@ def _upload(client: Client, args: argparse.Namespace, out: _Output) -> int:
         return EXIT_OK
     # Some made it: say so with one code, so a script knows to look at the per-file results.
     return EXIT_PARTIAL if len(failures) < len(args.files) else failures[0]
+
+
+def _verify(client: Client, args: argparse.Namespace, out: _Output) -> int:
+    result = client.verify(args.path, args.id)
+    out.document(result.to_json())
+    if result.matches:
+        out.line(f"{args.path} matches {args.id} ({result.method} {result.stored})")
+        return EXIT_OK
+    out.line(
+        f"{args.path} DIFFERS from {args.id}: {result.method} {result.local} != {result.stored}"
+    )
+    return EXIT_DIFFERS
 
 
 def _list(client: Client, args: argparse.Namespace, out: _Output) -> int:
@@ -376,6 +417,7 @@ def _abort(client: Client, args: argparse.Namespace, out: _Output) -> int:
 
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace, _Output], int]] = {
     "upload": _upload,
+    "verify": _verify,
     "list": _list,
     "download": _download,
     "delete": _delete,

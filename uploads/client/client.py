@@ -8,6 +8,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -16,8 +17,19 @@ from urllib.parse import quote
 
 import httpx
 
-from .errors import FILE_CHANGED, NETWORK_ERROR, ClientError
-from .models import PartURL, RemoteFile, UploadParts, UploadResult
+from .connection import PartTransport
+from .digests import (
+    SHA256,
+    Checksums,
+    bare_etag,
+    composite_checksum,
+    md5,
+    multipart_etag,
+    read_part,
+    stored_part_matches,
+)
+from .errors import FILE_CHANGED, NETWORK_ERROR, NOT_VERIFIABLE, ClientError
+from .models import PartURL, RemoteFile, UploadParts, UploadResult, Verification
 from .retry import RETRY_STATUSES, RetryPolicy, retry_after
 from .state import ResumeState, resume_key
 from .transfer import (
@@ -25,6 +37,7 @@ from .transfer import (
     MAX_SIGN_BATCH,
     SIGN_BATCH,
     PartSender,
+    PartSpec,
     Progress,
     ProgressCallback,
     Signer,
@@ -41,6 +54,13 @@ OPEN_STATES = frozenset({"pending", "uploading"})
 _REFUSED_STATUSES = frozenset({429, 503})
 # The upload is gone for good after these: a resume must start over, not retry.
 _FINAL_CODES = frozenset({"not_found", "invalid_state", "verification_failed"})
+# Complete's answer when the store's parts disagree with the list but the upload stays open:
+# `extra.parts` names the parts to send again.
+PARTS_MISMATCH = "parts_mismatch"
+# Rounds of re-sending named parts before complete's refusal is final.
+MAX_REPAIRS = 3
+# How far the part hashing may run ahead of the senders, in bytes (and at most a sign batch).
+HASH_AHEAD_BYTES = 256 * 1024 * 1024
 
 
 def normalize_server(server: str) -> str:
@@ -66,8 +86,12 @@ class _Plan:
     part_size: int
     total_parts: int
     resumed: bool
+    # "SHA256": every part's checksum is signed into its URL; "": none (an older upload).
+    checksum_algorithm: str = ""
     stored: dict[int, str] = field(default_factory=dict)
     stored_bytes: int = 0
+    # Parts the store held that are not this file's (they are sent again).
+    replaced: int = 0
     urls: list[PartURL] = field(default_factory=list)
     expires_in: int = 0
 
@@ -116,7 +140,7 @@ class Client:
         # capped here because the worker pool already caps them at `concurrency`.
         self._http = httpx.Client(
             transport=part_transport
-            or httpx.HTTPTransport(
+            or PartTransport(
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=64)
             ),
             timeout=timeouts,
@@ -195,14 +219,18 @@ class Client:
         description: str | None = None,
         content_type: str | None = None,
         resume: bool = True,
+        checksums: bool = True,
         progress: ProgressCallback | None = None,
     ) -> UploadResult:
         """Upload a file in parallel parts and complete it; return the completed file.
 
-        With `resume`, an unfinished upload of the same file (same path, size and mtime) started
-        by an earlier run continues: the server says which parts the store holds, and only the
-        others are sent (`part_size`, `name`, ... then come from that upload). `progress` is
-        called as `progress(bytes_done, total)` from the worker threads, one call at a time.
+        With `checksums` (the default) each part's SHA-256 is computed before its URL is signed
+        and is signed into it, so the store refuses a part whose bytes differ. With `resume`, an
+        unfinished upload of the same file (same path, size and mtime) started by an earlier run
+        continues: every part the store holds is checked against the file (its checksum, or its
+        MD5 against its ETag) and only the others are sent (`part_size`, `name`, ... then come
+        from that upload). `progress` is called as `progress(bytes_done, total)` from the worker
+        threads, one call at a time.
         """
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1.")
@@ -212,7 +240,7 @@ class Client:
         if not source.is_file():
             raise IsADirectoryError(f"{source} is not a regular file.")
         key = resume_key(self.server, source, stat)
-        plan = self._resume_plan(key, stat.st_size) if resume else None
+        plan = self._resume_plan(key, source, stat.st_size, concurrency) if resume else None
         if plan is None:
             plan = self._initiate(
                 source,
@@ -222,33 +250,19 @@ class Client:
                 name=name,
                 description=description,
                 content_type=content_type,
+                checksums=checksums,
             )
             self.state.remember(key, plan.file_id)
 
-        specs = [
-            spec
-            for spec in part_specs(stat.st_size, plan.part_size, plan.total_parts)
-            if spec.number not in plan.stored
-        ]
+        specs = part_specs(stat.st_size, plan.part_size, plan.total_parts)
         tracker = Progress(stat.st_size, plan.stored_bytes, progress)
         tracker.report()
-        file_id = plan.file_id
-        signer = Signer(
-            lambda numbers: self.presign(file_id, numbers),
-            [spec.number for spec in specs],
-            initial=plan.urls,
-            expires_in=plan.expires_in,
-        )
-        sender = PartSender(self._http, source, signer, tracker, self.retry, threading.Event())
-        etags = send_parts(sender, specs, concurrency)
-
-        # A file edited while it was sent would complete as a mix of old and new bytes.
-        now = source.stat()
-        if (now.st_size, now.st_mtime_ns) != (stat.st_size, stat.st_mtime_ns):
-            self._abort_quietly(plan.file_id)
-            raise ClientError(0, FILE_CHANGED, f"{source} changed while it was being uploaded.")
+        missing = [spec for spec in specs if spec.number not in plan.stored]
+        parts = {**plan.stored, **self._send(source, plan, missing, tracker, concurrency)}
         try:
-            remote = self.complete(plan.file_id, {**plan.stored, **etags})
+            remote, resent = self._complete_repairing(
+                source, stat, plan, specs, parts, tracker, concurrency
+            )
         except ClientError as exc:
             if exc.code in _FINAL_CODES:
                 self.state.forget(key=key, file_id=plan.file_id)
@@ -257,11 +271,47 @@ class Client:
         return UploadResult(
             file=remote,
             path=source,
-            parts_sent=len(etags),
+            parts_sent=len(missing) + resent,
             parts_reused=len(plan.stored),
             bytes_sent=tracker.bytes_sent,
             seconds=time.monotonic() - started,
             resumed=plan.resumed,
+            parts_replaced=plan.replaced,
+        )
+
+    def verify(self, path: Path | str, file_id: str) -> Verification:
+        """Whether a local file holds exactly the bytes of a completed file, without
+        downloading it: the file's composite checksum (SHA-256 uploads) or its multipart ETag is
+        computed from the local file, split as the upload was, and compared."""
+        source = Path(path)
+        size = source.stat().st_size
+        remote = self.get(file_id)
+        if remote.upload_status != "completed":
+            raise ClientError(
+                409,
+                "invalid_state",
+                f"File {remote.id} is {remote.upload_status}; only a completed file can be "
+                "verified.",
+            )
+        if size != remote.file_size:
+            return Verification(remote, "size", str(size), str(remote.file_size))
+        specs = part_specs(size, remote.part_size, remote.total_parts)
+        if remote.checksum and remote.checksum_algorithm == SHA256:
+            local = composite_checksum(source, specs)
+            if "-" not in remote.checksum:  # a store that leaves off "-<parts>"
+                local = local.rsplit("-", 1)[0]
+            return Verification(remote, "sha256", local, remote.checksum)
+        stored = bare_etag(remote.etag)
+        if "-" in stored:
+            return Verification(remote, "etag", multipart_etag(source, specs), stored)
+        if len(stored) == 32:  # a plain MD5: an object the store received in one piece
+            whole = md5()
+            read_part(source, PartSpec(1, 0, size), whole)
+            return Verification(remote, "md5", whole.hexdigest(), stored)
+        raise ClientError(
+            0,
+            NOT_VERIFIABLE,
+            f"File {remote.id} has neither a checksum nor an ETag to compare with.",
         )
 
     def parts(self, file_id: str) -> UploadParts:
@@ -269,16 +319,26 @@ class Client:
         response = self._request("GET", _path("/files/uploads/{id}/parts", file_id))
         return UploadParts.from_json(response.json())
 
-    def presign(self, file_id: str, part_numbers: Sequence[int]) -> tuple[int, list[PartURL]]:
-        """Fresh URLs for parts of an unfinished upload → (seconds they last, URLs)."""
+    def presign(
+        self,
+        file_id: str,
+        part_numbers: Sequence[int],
+        checksums: Mapping[int, str] | None = None,
+    ) -> tuple[int, list[PartURL]]:
+        """Fresh URLs for parts of an unfinished upload → (seconds they last, URLs).
+
+        An upload with a checksum algorithm needs each part's `checksums` (base64): the store
+        then accepts exactly those bytes on that URL."""
         urls: list[PartURL] = []
         expires_in = 0
         numbers = builtins.list(part_numbers)
         for start in range(0, len(numbers), MAX_SIGN_BATCH):
+            batch = numbers[start : start + MAX_SIGN_BATCH]
+            body: dict[str, Any] = {"part_numbers": batch}
+            if checksums:
+                body["checksums"] = {str(n): checksums[n] for n in batch}
             response = self._request(
-                "POST",
-                _path("/files/uploads/{id}/presign", file_id),
-                json={"part_numbers": numbers[start : start + MAX_SIGN_BATCH]},
+                "POST", _path("/files/uploads/{id}/presign", file_id), json=body
             )
             body = response.json()
             expires_in = int(body["expires_in"])
@@ -319,7 +379,9 @@ class Client:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _resume_plan(self, key: str, file_size: int) -> _Plan | None:
+    def _resume_plan(
+        self, key: str, source: Path, file_size: int, concurrency: int
+    ) -> _Plan | None:
         file_id = self.state.get(key)
         if file_id is None:
             return None
@@ -331,22 +393,40 @@ class Client:
             # Completed, aborted, cleaned up or someone else's: nothing to resume.
             self.state.forget(key=key, file_id=file_id)
             return None
-        if held.upload_status not in OPEN_STATES or held.file_size != file_size:
+        if (
+            held.upload_status not in OPEN_STATES
+            or held.file_size != file_size
+            or held.checksum_algorithm not in ("", SHA256)
+        ):
             self.state.forget(key=key, file_id=file_id)
             return None
-        sizes = {
-            spec.number: spec.size
+        specs = {
+            spec.number: spec
             for spec in part_specs(held.file_size, held.part_size, held.total_parts)
         }
-        # A part of the wrong size (a PUT cut short on a store that kept it) is sent again.
-        stored = {p.part_number: p for p in held.parts if sizes.get(p.part_number) == p.size}
+        claimed = [p for p in held.parts if p.part_number in specs]
+        # Same path, size and mtime is no proof of the same bytes: each part the store holds is
+        # read back from the file and kept only if it matches; the others are sent again.
+        workers = max(1, min(concurrency, os.cpu_count() or 1, len(claimed)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="direct-uploads-verify") as pool:
+            matches = builtins.list(
+                pool.map(
+                    lambda part: stored_part_matches(
+                        source, specs[part.part_number], part, held.checksum_algorithm
+                    ),
+                    claimed,
+                )
+            )
+        kept = [part for part, ok in zip(claimed, matches, strict=True) if ok]
         return _Plan(
             file_id=file_id,
             part_size=held.part_size,
             total_parts=held.total_parts,
             resumed=True,
-            stored={n: p.etag for n, p in stored.items()},
-            stored_bytes=sum(p.size for p in stored.values()),
+            checksum_algorithm=held.checksum_algorithm,
+            stored={p.part_number: p.etag for p in kept},
+            stored_bytes=sum(p.size for p in kept),
+            replaced=len(claimed) - len(kept),
         )
 
     def _initiate(
@@ -359,13 +439,16 @@ class Client:
         name: str | None,
         description: str | None,
         content_type: str | None,
+        checksums: bool,
     ) -> _Plan:
-        body: dict[str, Any] = {
-            "file_name": source.name,
-            "file_size": file_size,
+        body: dict[str, Any] = {"file_name": source.name, "file_size": file_size}
+        if checksums:
+            # No checksum yet, so no URL: the part size is the server's to choose, and parts
+            # are hashed once it is known, then signed through …/presign as they are.
+            body["checksum_algorithm"] = SHA256
+        else:
             # Lazy signing: the first batch now, the rest through …/presign as parts go out.
-            "presign": SIGN_BATCH,
-        }
+            body["presign"] = SIGN_BATCH
         chosen = part_size if part_size is not None else auto_part_size(file_size)
         if chosen is not None:
             body["part_size"] = chosen
@@ -385,9 +468,83 @@ class Client:
             part_size=int(data["part_size"]),
             total_parts=int(data["total_parts"]),
             resumed=False,
+            checksum_algorithm=str(data.get("checksum_algorithm") or ""),
             urls=[PartURL.from_json(item) for item in data["presigned_urls"]],
             expires_in=int(data["expires_in"]),
         )
+
+    def _send(
+        self,
+        source: Path,
+        plan: _Plan,
+        specs: Sequence[PartSpec],
+        tracker: Progress,
+        concurrency: int,
+        *,
+        urls: bool = True,
+    ) -> dict[int, str]:
+        """PUT `specs` (hashed first when the upload has checksums); part number → ETag."""
+        stop = threading.Event()
+        hashes = None
+        if plan.checksum_algorithm:
+            ahead = max(concurrency, min(SIGN_BATCH, HASH_AHEAD_BYTES // max(1, plan.part_size)))
+            hashes = Checksums(source, specs, ahead=ahead, stop=stop)
+        signer = Signer(
+            lambda numbers, sums: self.presign(plan.file_id, numbers, sums),
+            [spec.number for spec in specs],
+            initial=plan.urls if urls else (),
+            expires_in=plan.expires_in,
+            checksums=hashes,
+        )
+        if hashes is not None:
+            # Hashed parts are signed from the hashing thread, a batch at a time, before the
+            # workers reach them.
+            hashes.on_hashed = lambda: signer.prefetch(concurrency)
+        sender = PartSender(self._http, source, signer, tracker, self.retry, stop)
+        try:
+            return send_parts(sender, specs, concurrency)
+        finally:
+            stop.set()  # ends the hashing thread too
+
+    def _complete_repairing(
+        self,
+        source: Path,
+        stat: os.stat_result,
+        plan: _Plan,
+        specs: Sequence[PartSpec],
+        parts: dict[int, str],
+        tracker: Progress,
+        concurrency: int,
+    ) -> tuple[RemoteFile, int]:
+        """Complete → (the file, parts sent again). While the server answers that the store
+        holds some parts wrongly or not at all and keeps the upload open, those parts are sent
+        again (hashed again, on fresh URLs) and complete is asked again, MAX_REPAIRS times."""
+        resent = 0
+        for repair in range(MAX_REPAIRS + 1):
+            # A file edited while it was sent would complete as a mix of old and new bytes.
+            now = source.stat()
+            if (now.st_size, now.st_mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+                self._abort_quietly(plan.file_id)
+                raise ClientError(0, FILE_CHANGED, f"{source} changed while it was being uploaded.")
+            try:
+                return self.complete(plan.file_id, parts), resent
+            except ClientError as exc:
+                again = _parts_to_resend(exc, plan.total_parts)
+                if not again:
+                    raise
+                if repair == MAX_REPAIRS:
+                    raise ClientError(
+                        exc.status,
+                        exc.code,
+                        f"The store still disagrees about part(s) {_listed(again)} after "
+                        f"{MAX_REPAIRS} re-sends; the upload stays open: run it again to resume.",
+                        extra=exc.extra,
+                    ) from exc
+            redo = [specs[n - 1] for n in again]
+            tracker.take_back(sum(spec.size for spec in redo if spec.number in parts))
+            parts.update(self._send(source, plan, redo, tracker, concurrency, urls=False))
+            resent += len(redo)
+        raise AssertionError("unreachable")
 
     def _abort_quietly(self, file_id: str) -> None:
         try:
@@ -526,6 +683,21 @@ class Client:
                     self._refresh = tokens.get("refresh") or self._refresh
                     return
             self._sign_in()
+
+
+def _parts_to_resend(error: ClientError, total_parts: int) -> list[int]:
+    """The parts a complete refused as missing or wrong while the upload stays open."""
+    if error.code != PARTS_MISMATCH or error.extra.get("upload_status") not in OPEN_STATES:
+        return []
+    named = error.extra.get("parts")
+    if not isinstance(named, builtins.list):
+        return []
+    return sorted({n for n in named if isinstance(n, int) and 1 <= n <= total_parts})
+
+
+def _listed(numbers: Sequence[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:10])
+    return shown + (f" and {len(numbers) - 10} more" if len(numbers) > 10 else "")
 
 
 def _safe_name(name: str) -> str:

@@ -13,6 +13,7 @@ import httpx
 NETWORK_ERROR = "network_error"
 FILE_CHANGED = "file_changed"
 ETAG_MISSING = "etag_missing"
+NOT_VERIFIABLE = "not_verifiable"
 
 # S3 answers errors in XML: <Error><Code>…</Code><Message>…</Message></Error>.
 _S3_CODE = re.compile(r"<Code>([^<]*)</Code>")

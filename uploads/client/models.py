@@ -26,6 +26,11 @@ class RemoteFile:
     total_parts: int
     part_size: int
     failure_reason: str
+    # The completed object's ETag (S3's multipart form "<md5 of the part MD5s>-<parts>") and,
+    # when the parts carried checksums, its composite checksum ("<base64>-<parts>").
+    etag: str
+    checksum_algorithm: str
+    checksum: str
     # Every field the server sent, new ones included: the API may add fields, never rename.
     raw: Mapping[str, Any] = field(repr=False, compare=False)
 
@@ -46,6 +51,9 @@ class RemoteFile:
             total_parts=int(body.get("total_parts") or 0),
             part_size=int(body.get("part_size") or 0),
             failure_reason=str(body.get("failure_reason") or ""),
+            etag=str(body.get("etag") or ""),
+            checksum_algorithm=str(body.get("checksum_algorithm") or ""),
+            checksum=str(body.get("checksum") or ""),
             raw=dict(body),
         )
 
@@ -55,6 +63,8 @@ class StoredPart:
     part_number: int
     size: int
     etag: str
+    # base64, in the upload's checksum algorithm; "" when the store does not say.
+    checksum: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,7 @@ class UploadParts:
     total_parts: int
     uploaded_bytes: int
     parts: tuple[StoredPart, ...]
+    checksum_algorithm: str = ""
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> UploadParts:
@@ -79,9 +90,15 @@ class UploadParts:
             total_parts=int(body["total_parts"]),
             uploaded_bytes=int(body.get("uploaded_bytes") or 0),
             parts=tuple(
-                StoredPart(int(p["part_number"]), int(p["size"]), str(p["etag"]))
+                StoredPart(
+                    int(p["part_number"]),
+                    int(p["size"]),
+                    str(p["etag"]),
+                    str(p.get("checksum") or ""),
+                )
                 for p in body.get("parts", [])
             ),
+            checksum_algorithm=str(body.get("checksum_algorithm") or ""),
         )
 
 
@@ -109,6 +126,8 @@ class UploadResult:
     bytes_sent: int
     seconds: float
     resumed: bool
+    # Parts the store held that did not match the local file, and were sent again.
+    parts_replaced: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -117,6 +136,31 @@ class UploadResult:
             "resumed": self.resumed,
             "parts_sent": self.parts_sent,
             "parts_reused": self.parts_reused,
+            "parts_replaced": self.parts_replaced,
             "bytes_sent": self.bytes_sent,
             "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """What `Client.verify` compared: the local file's value and the stored file's, by `method`
+    ("sha256": composite checksum, "etag": multipart ETag, "md5", or "size" when they differ)."""
+
+    file: RemoteFile
+    method: str
+    local: str
+    stored: str
+
+    @property
+    def matches(self) -> bool:
+        return self.local == self.stored
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.file.id,
+            "matches": self.matches,
+            "method": self.method,
+            "local": self.local,
+            "stored": self.stored,
         }

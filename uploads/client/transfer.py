@@ -7,12 +7,14 @@ held at once, and a retry reads the part again from disk instead of keeping it i
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -35,9 +37,23 @@ SIGN_BATCH = 100
 MAX_SIGN_BATCH = 1000
 # A part whose fresh URL is refused again and again has a problem signing cannot fix (clock skew).
 MAX_RESIGNS = 3
+# The store refused the body as not matching its signed checksum (the local store's code, and
+# S3's): bytes altered on the way are sent again, read afresh from disk.
+CORRUPTED_CODES = frozenset({"checksum_mismatch", "BadDigest"})
 
 ProgressCallback = Callable[[int, int], None]
-PresignFunction = Callable[[list[int]], tuple[int, list[PartURL]]]
+# (part numbers, their checksums or None) → (seconds the URLs last, URLs)
+PresignFunction = Callable[[list[int], dict[int, str] | None], tuple[int, list[PartURL]]]
+
+
+class PartChecksums(Protocol):
+    """Checksums computed ahead of the senders (digests.Checksums)."""
+
+    def reached(self, number: int) -> None: ...
+
+    def ready(self, number: int) -> bool: ...
+
+    def get(self, number: int) -> str: ...
 
 
 def auto_part_size(file_size: int) -> int | None:
@@ -66,6 +82,23 @@ def part_specs(file_size: int, part_size: int, total_parts: int) -> list[PartSpe
 
 class Cancelled(Exception):
     """Another part failed or the caller stopped the upload: this part stops sending."""
+
+
+def read_chunks(path: Path, spec: PartSpec, stop: threading.Event | None = None) -> Iterator[bytes]:
+    """The part's bytes from disk, a chunk at a time: seek to its offset, read its bytes only."""
+    remaining = spec.size
+    with open(path, "rb") as handle:
+        handle.seek(spec.offset)
+        while remaining:
+            if stop is not None and stop.is_set():
+                raise Cancelled()
+            chunk = handle.read(min(CHUNK_SIZE, remaining))
+            if not chunk:
+                raise ClientError(
+                    0, FILE_CHANGED, f"{path} got shorter while it was being uploaded."
+                )
+            remaining -= len(chunk)
+            yield chunk
 
 
 class Progress:
@@ -100,6 +133,13 @@ class Progress:
             self._in_flight.pop(part, None)
             self._report()
 
+    def take_back(self, size: int) -> None:
+        """Bytes counted as done that must be sent again."""
+        with self._lock:
+            self._done -= size
+            self._sent -= size
+            self._report()
+
     def finish(self, part: int, size: int) -> None:
         with self._lock:
             self._in_flight.pop(part, None)
@@ -120,7 +160,11 @@ class _Signed:
 
 class Signer:
     """Hands out part URLs: signs lazily, in batches just ahead of the workers, and again when a
-    URL is about to expire or the store refused it (403)."""
+    URL is about to expire or the store refused it (403).
+
+    With `checksums`, a part is signed only once its checksum is known (it is signed into the
+    URL): a batch is the part asked for and the parts after it that are already hashed.
+    """
 
     def __init__(
         self,
@@ -130,9 +174,11 @@ class Signer:
         initial: Iterable[PartURL] = (),
         expires_in: int = 0,
         batch: int = SIGN_BATCH,
+        checksums: PartChecksums | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._presign = presign
+        self._checksums = checksums
         self._order = list(order)
         # Parts before the cursor have been signed once; batches take the next ones in order.
         self._cursor = 0
@@ -145,6 +191,8 @@ class Signer:
         self._store(expires_in, initial)
 
     def url(self, part: int) -> PartURL:
+        if self._checksums is not None:
+            self._checksums.reached(part)
         with self._lock:
             signed = self._urls.get(part)
             if signed is None or signed.fresh_until <= self._clock():
@@ -166,20 +214,56 @@ class Signer:
             self._done.add(part)
             self._urls.pop(part, None)
 
+    def prefetch(self, minimum: int) -> None:
+        """Sign the parts that can be signed ahead of the workers (hashed, with checksums) before
+        a worker asks, once there are `minimum` of them or they are all that is left."""
+        # Never wait for the lock: its holder may be a worker waiting for the very checksum the
+        # caller (the hashing thread) is about to compute, and it signs what is ready anyway.
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            ready, end = self._ready(self._batch)
+            if not ready or (len(ready) < minimum and end < len(self._order)):
+                return
+            self._cursor = end
+            # On failure, a worker that needs one of these signs it again, and sees the error.
+            with contextlib.suppress(ClientError):
+                self._sign(ready)
+        finally:
+            self._lock.release()
+
     def _sign_from(self, part: int) -> None:
         # The part asked for, then the next unsigned ones in upload order, whichever worker
         # asks first: workers take parts in order, so the batch is what they need next.
-        numbers = [part]
-        while self._cursor < len(self._order) and len(numbers) < self._batch:
-            number = self._order[self._cursor]
-            self._cursor += 1
-            if number != part and number not in self._done and number not in self._urls:
-                numbers.append(number)
-        expires_in, targets = self._presign(numbers)
-        self.sign_calls += 1
-        self._store(expires_in, targets)
+        if self._checksums is not None:
+            self._checksums.get(part)  # waits for this one; the rest is what is ready
+        more, self._cursor = self._ready(self._batch - 1, skip=part)
+        self._sign([part, *more])
         if part not in self._urls:
             raise ClientError(0, "presign_failed", f"The server signed no URL for part {part}.")
+
+    def _ready(self, limit: int, skip: int = 0) -> tuple[list[int], int]:
+        """Up to `limit` unsigned parts from the cursor on that can be signed now, and where
+        that run ends: with checksums, parts are hashed in order, so it ends at the first part
+        not hashed yet."""
+        numbers: list[int] = []
+        index = self._cursor
+        while index < len(self._order) and len(numbers) < limit:
+            number = self._order[index]
+            hashed = self._checksums is None or self._checksums.ready(number)
+            if number != skip and not hashed:
+                break
+            index += 1
+            if number != skip and number not in self._done and number not in self._urls:
+                numbers.append(number)
+        return numbers, index
+
+    def _sign(self, numbers: list[int]) -> None:
+        hashes = self._checksums
+        checksums = {n: hashes.get(n) for n in numbers} if hashes is not None else None
+        expires_in, targets = self._presign(numbers, checksums)
+        self.sign_calls += 1
+        self._store(expires_in, targets)
 
     def _store(self, expires_in: int, targets: Iterable[PartURL]) -> None:
         # Renew a little before the server's deadline: a URL must still be valid when the PUT
@@ -244,7 +328,8 @@ class PartSender:
                     self.progress.reset(spec.number)
                     self.signer.invalidate(target)
                     continue
-                if response.status_code not in RETRY_STATUSES:
+                corrupted = error.code in CORRUPTED_CODES
+                if response.status_code not in RETRY_STATUSES and not corrupted:
                     raise error
                 delay = retry_after(response)
             self.progress.reset(spec.number)
@@ -256,20 +341,9 @@ class PartSender:
                 raise Cancelled()
 
     def _body(self, spec: PartSpec) -> Iterator[bytes]:
-        remaining = spec.size
-        with open(self.path, "rb") as handle:
-            handle.seek(spec.offset)
-            while remaining:
-                if self.stop.is_set():
-                    raise Cancelled()
-                chunk = handle.read(min(CHUNK_SIZE, remaining))
-                if not chunk:
-                    raise ClientError(
-                        0, FILE_CHANGED, f"{self.path} got shorter while it was being uploaded."
-                    )
-                remaining -= len(chunk)
-                yield chunk
-                self.progress.add(spec.number, len(chunk))
+        for chunk in read_chunks(self.path, spec, self.stop):
+            yield chunk
+            self.progress.add(spec.number, len(chunk))
 
 
 def send_parts(sender: PartSender, specs: Sequence[PartSpec], concurrency: int) -> dict[int, str]:
