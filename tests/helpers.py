@@ -6,20 +6,40 @@ import json
 from typing import Any
 
 import requests
-from django.test import Client
+from django.middleware.csrf import get_token
+from django.test import Client, RequestFactory
 from ninja_jwt.tokens import RefreshToken
+
+# The API's two ways in: a Bearer JWT (API clients) or the portal's session + CSRF header.
+AUTHS = ["jwt", "session"]
 
 
 def access_token(user: Any) -> str:
     return str(RefreshToken.for_user(user).access_token)
 
 
-class ApiClient:
-    """JSON calls to /v1/ through Django's test client, as `user` (JWT) or anonymous."""
+def session_cookies(user: Any) -> dict[str, str]:
+    """Cookies of a signed-in portal session for `user`, and the CSRF header value they need."""
+    client = Client()
+    client.force_login(user)
+    token = get_token(RequestFactory().get("/"))
+    return {"sessionid": client.cookies["sessionid"].value, "csrftoken": token}
 
-    def __init__(self, user: Any = None) -> None:
-        self.client = Client()
+
+class ApiClient:
+    """JSON calls to /v1/ through Django's test client, as `user` or anonymous.
+
+    `auth="session"` signs in as the portal does and sends the CSRF header, with CSRF checks on.
+    """
+
+    def __init__(self, user: Any = None, *, auth: str = "jwt") -> None:
+        self.client = Client(enforce_csrf_checks=auth == "session")
         self.headers = {"Authorization": f"Bearer {access_token(user)}"} if user else {}
+        if user and auth == "session":
+            cookies = session_cookies(user)
+            for name, value in cookies.items():
+                self.client.cookies[name] = value
+            self.headers = {"X-CSRFToken": cookies["csrftoken"]}
 
     def request(self, method: str, path: str, data: Any = None, **extra: Any) -> Any:
         kwargs: dict[str, Any] = {"headers": {**self.headers, **extra.pop("headers", {})}}
@@ -67,10 +87,15 @@ class ApiClient:
 class HttpApi:
     """The same calls over real HTTP against a live server, parts PUT to whatever URL we get."""
 
-    def __init__(self, base_url: str, user: Any) -> None:
+    def __init__(self, base_url: str, user: Any, *, auth: str = "jwt") -> None:
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {access_token(user)}"
+        if auth == "session":
+            cookies = session_cookies(user)
+            self.session.cookies.update(cookies)
+            self.session.headers["X-CSRFToken"] = cookies["csrftoken"]
+        else:
+            self.session.headers["Authorization"] = f"Bearer {access_token(user)}"
 
     def call(self, method: str, path: str, data: Any = None) -> requests.Response:
         return self.session.request(method, self.base_url + path, json=data, timeout=60)

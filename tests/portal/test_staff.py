@@ -427,7 +427,7 @@ def test_bulk_delete_without_htmx_redirects_with_a_notice(staff, user):
         "/staff/bulk/", {"action": "delete", "ids": ids, "confirm": "yes", "query": "status=all"}
     )
     assert done.status_code == 302 and done["Location"] == "/staff/?status=all"
-    assert list(FileRecord.objects.values_list("pk", flat=True)) == [left.pk]
+    assert list(FileRecord.objects.visible().values_list("pk", flat=True)) == [left.pk]
     assert not (Path(settings.UPLOADS_LOCAL_PARTS_DIR) / picked[1].upload_id).exists()
     page = staff.get(done["Location"]).content.decode()
     assert "2 files deleted." in page
@@ -579,4 +579,4 @@ def test_malformed_ids_are_refused_not_500(staff, user, bad):
     )
     assert bulk.status_code == 200
     assert "1 file deleted." in bulk.content.decode()
-    assert not FileRecord.objects.filter(pk=target.pk).exists()
+    assert not FileRecord.objects.visible().filter(pk=target.pk).exists()

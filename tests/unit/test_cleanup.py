@@ -472,6 +472,7 @@ def test_command_dry_run_runs_every_step_and_changes_nothing(user):
     assert output.splitlines() == [
         "expired: would change — examined 2, aborted 2, deleted 0, errors 0, finished True",
         "failed: would change — examined 1, aborted 0, deleted 1, errors 0, finished True",
+        "deleted: would change — examined 0, aborted 0, deleted 0, errors 0, finished True",
         "reconcile: would change — examined 0, aborted 0, deleted 0, errors 0, finished True",
     ]
     assert states([*expired, *failed]) == before
