@@ -740,7 +740,9 @@ def _mark_completed(
         # By id: the owner was checked at the start, and a delete meanwhile must not hide it.
         current = FileRecord.objects.select_for_update().filter(pk=record.pk).first()
         if current is not None and current.upload_status == Status.COMPLETED:
-            if current.etag_digest == digest and not current.deleted_at:
+            if current.deleted_at:
+                raise _ended_while_completing(current, handler, record.storage_key)
+            if current.etag_digest == digest:
                 return current
             raise InvalidTransition("This upload is already completed with other parts.")
         if current is not None and current.is_open:
