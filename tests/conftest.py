@@ -59,8 +59,9 @@ def staff_user(db: Any) -> Any:
 
 
 @pytest.fixture
-def api(user: Any) -> ApiClient:
-    return ApiClient(user)
+def api(user: Any, request: pytest.FixtureRequest) -> ApiClient:
+    """The API as `user`: a JWT, or (parametrized indirectly with "session") the portal's way."""
+    return ApiClient(user, auth=getattr(request, "param", "jwt"))
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from django.utils import timezone
 from ninja_jwt.tokens import AccessToken, RefreshToken
 
 from tests.factories import FileRecordFactory
-from tests.helpers import ApiClient
+from tests.helpers import AUTHS, ApiClient
 from tests.testapp.models import Post
 from uploads.errors import size_text
 from uploads.models import FileRecord
@@ -486,6 +486,7 @@ def assert_mismatch(response: Any, parts: list[int], init: dict[str, Any]) -> di
     return body
 
 
+@pytest.mark.parametrize("api", AUTHS, indirect=True)
 def test_complete_with_a_wrong_etag_keeps_the_upload_open(api, content):
     init, parts = start(api, content)
     kept = sorted(p.name for p in part_dir(init["upload_id"]).iterdir())
@@ -507,6 +508,7 @@ def test_complete_with_a_wrong_etag_keeps_the_upload_open(api, content):
     assert download_bytes(api, init["id"]) == content
 
 
+@pytest.mark.parametrize("api", AUTHS, indirect=True)
 def test_complete_with_parts_never_uploaded_keeps_the_upload_open(api, content):
     init = initiate(api, len(content))
     parts = put_parts(api, {**init, "presigned_urls": init["presigned_urls"][:1]}, content)
@@ -945,6 +947,7 @@ def test_patch_refuses_an_empty_name(api, user):
 # --- Delete --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("api", AUTHS, indirect=True)
 def test_delete_hides_a_completed_file_and_keeps_its_bytes(api, staff_api, content):
     done = api.upload(content, part_size=PART)
     key = record(done["id"]).file.name
@@ -971,6 +974,7 @@ def test_delete_hides_a_completed_file_and_keeps_its_bytes(api, staff_api, conte
     assert default_storage.exists(key)
 
 
+@pytest.mark.parametrize("api", AUTHS, indirect=True)
 def test_delete_in_flight_upload_aborts_it_in_the_store(api, content):
     init, parts = start(api, content)
     assert part_dir(init["upload_id"]).is_dir()
@@ -990,6 +994,7 @@ def test_delete_in_flight_upload_aborts_it_in_the_store(api, content):
     assert_error(api.get(f"{UPLOADS}/{init['id']}/parts"), 404, "not_found")
 
 
+@pytest.mark.parametrize("api", AUTHS, indirect=True)
 def test_delete_keeps_the_quota_until_the_purge(api, staff_api, settings, content):
     settings.FILE_UPLOAD_QUOTA_PER_USER = len(content) + 100
     done = api.upload(content, part_size=PART)

@@ -23,6 +23,7 @@ from typing import IO, Any, NoReturn
 
 import filetype
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.contenttypes.models import ContentType
@@ -493,7 +494,8 @@ def _reserve_quota(user: User, *, plan_size: int) -> None:
     if quota is None:
         return
     # Lock the user's row: two initiates for one user queue here, so both cannot slip under.
-    type(user)._default_manager.select_for_update().filter(pk=user.pk).first()  # type: ignore[union-attr]
+    # The user model, not type(user): a session's request.user is a lazy proxy (a 500 here).
+    get_user_model()._default_manager.select_for_update().filter(pk=user.pk).first()
     used = (
         FileRecord.objects.filter(
             created_by=user, upload_status__in=[Status.COMPLETED, *FileRecord.OPEN_STATES]
