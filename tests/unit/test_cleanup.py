@@ -666,6 +666,30 @@ def test_cleanup_between_listing_and_combining_parts(api, monkeypatch):
     assert_aborted_with_nothing_stored(body)
 
 
+@pytest.mark.parametrize("ending", ["delete", "abort"])
+def test_parts_vanishing_under_an_abort_are_not_a_mismatch(api, monkeypatch, ending):
+    """The listing meets an abort or delete halfway through removing the parts.
+
+    Deterministic form of what tests/postgres/test_delete_race.py hits now and then: the row
+    says the upload ended, so the answer is 409, not parts_mismatch.
+    """
+    body, _, parts = completable(api)
+    real = LocalStorageHandler._part_files
+
+    def part_files(self: LocalStorageHandler, upload: Any) -> Any:
+        found = real(self, upload)
+        path = f"/v1/files/{'' if ending == 'delete' else 'uploads/'}{body['id']}"
+        assert api.delete(path).status_code == 204
+        return dict(list(found.items())[:1])  # the rest were removed while listing
+
+    monkeypatch.setattr(LocalStorageHandler, "_part_files", part_files)
+    response = complete(api, body, parts)
+    assert response.status_code == 409, response.content
+    assert ("deleted" if ending == "delete" else "aborted") in response.json()["detail"]
+    current = FileRecord.objects.get(pk=body["id"])
+    assert current.upload_status == Status.ABORTED
+
+
 # --- a second completion meeting the first inside the local combine --------------------------
 # Deterministic forms of what tests/postgres/test_complete_race.py hits now and then with
 # threads: the second complete runs at a chosen point of the first one's store call.

@@ -620,8 +620,9 @@ def _complete_claimed(user: User, record: FileRecord, ordered: list[CompletedPar
         raise _store_failed(record, handler, exc) from exc
     wrong = mismatched_parts(record, ordered, stored)
     if wrong:
-        # Nothing is lost: the parts stay in the store, and the client sends the wrong ones again.
-        raise PartsMismatch(wrong, record.upload_status)
+        # Parts vanish from a listing while an abort removes them: then that is the answer.
+        # Otherwise nothing is lost: the client sends the wrong parts again.
+        raise _ended_meanwhile(record, handler) or PartsMismatch(wrong, record.upload_status)
     checksums = {part.part_number: part.checksum for part in stored}
     ordered = [replace(part, checksum=checksums.get(part.part_number, "")) for part in ordered]
     try:
@@ -652,15 +653,28 @@ def _parts_rejected(
         stored = handler.list_parts(_multipart(record))
     except StorageError as exc:
         return _store_failed(record, handler, exc)
-    return PartsMismatch(mismatched_parts(record, parts, stored), record.upload_status)
+    wrong = mismatched_parts(record, parts, stored)
+    return _ended_meanwhile(record, handler) or PartsMismatch(wrong, record.upload_status)
 
 
 def _store_failed(record: FileRecord, handler: StorageHandler, exc: StorageError) -> UploadError:
     """A store call of a completion failed: a 409 if the upload ended meanwhile, else a 503."""
-    current = FileRecord.objects.filter(pk=record.pk).first()
-    if current is not None and current.is_open:
+    ended = _ended_meanwhile(record, handler)
+    if ended is None:
         return storage_failure(exc)
     logger.info("completion of %s failed in the store after it ended: %s", record.pk, exc)
+    return ended
+
+
+def _ended_meanwhile(record: FileRecord, handler: StorageHandler) -> InvalidTransition | None:
+    """The 409 to answer if the upload ended (abort, delete, cleanup) while completing, or None.
+
+    Those commit the row's new state before they touch the store, so whatever the store said
+    that looked wrong is explained by the row.
+    """
+    current = FileRecord.objects.filter(pk=record.pk).first()
+    if current is not None and current.is_open:
+        return None
     return _ended_while_completing(current, handler, record.storage_key)
 
 
