@@ -8,6 +8,7 @@ server) is in tests/integration/test_cleanup_stores.py.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import uuid
 from datetime import timedelta
@@ -688,6 +689,26 @@ def test_parts_vanishing_under_an_abort_are_not_a_mismatch(api, monkeypatch, end
     assert ("deleted" if ending == "delete" else "aborted") in response.json()["detail"]
     current = FileRecord.objects.get(pk=body["id"])
     assert current.upload_status == Status.ABORTED
+
+
+def test_parts_removed_between_listing_and_reading_their_sizes(api, monkeypatch):
+    """An abort removes the part files after the directory was listed, before each is read."""
+    body, _, parts = completable(api)
+    real = os.scandir
+
+    def scandir(path: Any) -> Any:
+        # rmtree lists directories by file descriptor: only the part listing triggers the abort.
+        if not isinstance(path, str | os.PathLike) or Path(path).name != body["upload_id"]:
+            return real(path)
+        entries = list(real(path))
+        assert api.delete(f"/v1/files/uploads/{body['id']}").status_code == 204
+        return iter(entries)
+
+    monkeypatch.setattr("uploads.storage.local.os.scandir", scandir)
+    response = complete(api, body, parts)
+    assert response.status_code == 409, response.content
+    assert "aborted" in response.json()["detail"]
+    assert_aborted_with_nothing_stored(body)
 
 
 # --- a second completion meeting the first inside the local combine --------------------------

@@ -277,7 +277,10 @@ class LocalStorageHandler:
             match = _PART_FILE.match(entry.name)
             if match:
                 number = int(match.group(1))
-                stat = entry.stat()
+                try:
+                    stat = entry.stat()
+                except FileNotFoundError:
+                    continue  # removed since the listing: by an abort, or replaced by a re-send
                 found[number] = (
                     Path(entry.path),
                     StoredPart(
