@@ -7,13 +7,11 @@ object, never aborted with an object (or parts) left behind to bill for.
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import pytest
-import requests
 from django.utils import timezone
 
 from tests.helpers import ApiClient
@@ -21,11 +19,10 @@ from uploads.errors import UploadError
 from uploads.models import FileRecord
 from uploads.services import cleanup
 
-from .conftest import StoreView, run_together
+from .conftest import StoreView, ready_to_complete, run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Status = FileRecord.Status
-MIB = 1024 * 1024
 ROUNDS = {"local": 20, "s3": 20}
 # What the losing complete answers: 409 invalid_state. moto answers CompleteMultipartUpload of
 # an upload aborted a moment earlier with a 500 (a KeyError in its models) where S3 says
@@ -35,24 +32,7 @@ LOSING_STATUSES = {"local": {409}, "s3": {409}}
 
 def prepare(api: ApiClient, backend: str, seed: int) -> tuple[dict[str, Any], bytes, list[dict]]:
     """An upload with every part in the store, ready to complete, already past its expiry."""
-    part_size = 5 * MIB if backend == "s3" else 1024
-    content = random.Random(seed).randbytes(part_size * (1 if backend == "s3" else 3) + 777)
-    init = api.post(
-        "/v1/files/uploads",
-        {"file_name": f"race-{seed}.bin", "file_size": len(content), "part_size": part_size},
-    )
-    assert init.status_code == 201, init.content
-    body: dict[str, Any] = init.json()
-    parts = []
-    for target in body["presigned_urls"]:
-        n = target["part_number"]
-        chunk = content[(n - 1) * part_size : n * part_size]
-        if backend == "s3":
-            response: Any = requests.put(target["url"], data=chunk, timeout=60)
-        else:
-            response = api.put_part(target["url"], chunk)
-        assert response.status_code == 200
-        parts.append({"part_number": n, "etag": response.headers["ETag"]})
+    body, content, parts = ready_to_complete(api, backend, seed)
     FileRecord.objects.filter(pk=body["id"]).update(
         upload_expires_at=timezone.now() - timedelta(seconds=1)
     )

@@ -8,51 +8,25 @@ the delete came second) or ended with nothing stored.
 
 from __future__ import annotations
 
-import random
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from django.conf import settings
 
 from tests.helpers import ApiClient
 from uploads.models import FileRecord
 from uploads.services import cleanup
 
-from .conftest import StoreView, run_together
+from .conftest import StoreView, ready_to_complete, run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Status = FileRecord.Status
-MIB = 1024 * 1024
 ROUNDS = 20
 # Seconds between the staggered starts of the ending request; a completion takes longer on S3.
 DELAY_STEP = {"local": 0.005, "s3": 0.08}
-
-
-def prepare(api: ApiClient, backend: str, seed: int) -> tuple[dict[str, Any], bytes, list[dict]]:
-    """An upload with every part in the store, ready to complete."""
-    part_size = 5 * MIB if backend == "s3" else 1024
-    content = random.Random(seed).randbytes(part_size * (1 if backend == "s3" else 3) + 777)
-    init = api.post(
-        "/v1/files/uploads",
-        {"file_name": f"race-{seed}.bin", "file_size": len(content), "part_size": part_size},
-    )
-    assert init.status_code == 201, init.content
-    body: dict[str, Any] = init.json()
-    parts = []
-    for target in body["presigned_urls"]:
-        n = target["part_number"]
-        chunk = content[(n - 1) * part_size : n * part_size]
-        if backend == "s3":
-            response: Any = requests.put(target["url"], data=chunk, timeout=60)
-        else:
-            response = api.put_part(target["url"], chunk)
-        assert response.status_code == 200
-        parts.append({"part_number": n, "etag": response.headers["ETag"]})
-    return body, content, parts
 
 
 def stored_keys(store_view: StoreView) -> set[str]:
@@ -83,7 +57,7 @@ def assert_every_object_has_a_record(store_view: StoreView) -> None:
 def test_complete_racing_delete_or_abort(backend, user, store_view: StoreView, ending):
     outcomes: Counter[str] = Counter()
     for round_number in range(ROUNDS):
-        upload, content, parts = prepare(ApiClient(user), backend, round_number)
+        upload, content, parts = ready_to_complete(ApiClient(user), backend, round_number)
         completer, ender = ApiClient(user), ApiClient(user)
         complete_url = f"/v1/files/uploads/{upload['id']}/complete"
         end_url = (

@@ -360,13 +360,18 @@ def failed_run_queries(owner: Any, rows: int, batch_size: int) -> int:
     return len(queries)
 
 
-def test_failed_query_count_grows_with_batches_not_rows(user):
-    one_batch = failed_run_queries(user, 50, 100)
-    two_batches = failed_run_queries(user, 200, 100)
-    four_batches = failed_run_queries(user, 400, 100)
+def assert_queries_grow_with_batches(run_queries: Any, owner: Any, most_per_batch: int) -> None:
+    """Runs over 50, 200 and 400 rows in batches of 100: each batch costs the same few queries."""
+    one_batch = run_queries(owner, 50, 100)
+    two_batches = run_queries(owner, 200, 100)
+    four_batches = run_queries(owner, 400, 100)
     per_batch = two_batches - one_batch
-    assert 1 <= per_batch <= 4
+    assert 1 <= per_batch <= most_per_batch
     assert four_batches - two_batches == 2 * per_batch
+
+
+def test_failed_query_count_grows_with_batches_not_rows(user):
+    assert_queries_grow_with_batches(failed_run_queries, user, 4)
 
 
 # --- purge_deleted_files -----------------------------------------------------------------------
@@ -448,12 +453,7 @@ def purge_run_queries(owner: Any, rows: int, batch_size: int) -> int:
 
 
 def test_purge_query_count_grows_with_batches_not_rows(user):
-    one_batch = purge_run_queries(user, 50, 100)
-    two_batches = purge_run_queries(user, 200, 100)
-    four_batches = purge_run_queries(user, 400, 100)
-    per_batch = two_batches - one_batch
-    assert 1 <= per_batch <= 6
-    assert four_batches - two_batches == 2 * per_batch
+    assert_queries_grow_with_batches(purge_run_queries, user, 6)
 
 
 def test_command_deleted_purges_past_the_retention(user):
