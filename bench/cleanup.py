@@ -1,6 +1,7 @@
 """Expiry cleanup at scale: `cleanup_expired_uploads` over 100,000 expired uploads on the local
 disk handler (rows made with bulk_create, each with a real part directory), and over real
-multipart uploads on a moto S3 server; `cleanup_failed_uploads` over as many old failed rows.
+multipart uploads on a moto S3 server; `cleanup_failed_uploads` over as many old failed rows;
+`purge_deleted_files` over deleted files past their retention, each with its object on disk.
 
 Each figure is one run (cleanup changes what it measures, so it cannot be repeated on the same
 data); every run is checked afterwards: all rows aborted/deleted, no part directory or multipart
@@ -151,6 +152,20 @@ def local_rows(count: int) -> list[Row]:
         assert (failed.deleted, failed.errors, failed.finished) == (failed_count, 0, True), failed
         assert not FileRecord.objects.exists()
 
+        # Deleted files past their retention: each object removed from disk, then its row.
+        purge_count = failed_count
+        make_expired(purge_count, status="completed", parts=False)
+        keys = list(FileRecord.objects.values_list("file", flat=True))
+        media = Path(settings.MEDIA_ROOT)
+        (media / "uploads" / "bench").mkdir(parents=True, exist_ok=True)
+        for key in keys:
+            (media / key).write_bytes(b"kept")
+        FileRecord.objects.update(deleted_at=FileRecord.objects.first().created - timedelta(days=8))
+        purged, purge_seconds, purge_queries = timed(cleanup.purge_deleted_files)
+        assert (purged.deleted, purged.errors, purged.finished) == (purge_count, 0, True), purged
+        assert not FileRecord.objects.exists()
+        assert not any((media / key).exists() for key in keys), "objects left behind"
+
     label = f"{count:,}"
     return [
         Row(
@@ -182,6 +197,16 @@ def local_rows(count: int) -> list[Row]:
             passed=None,
             note=f"{failed_queries} queries ({failed_queries / failed_batches:.1f} per batch); "
             "each batch's select sorts all rows left",
+        ),
+        Row(
+            measure=f"purge_deleted_files: {purge_count:,} deleted files, objects on local disk",
+            ours=purge_seconds,
+            baseline=None,
+            unit="s",
+            goal="",
+            passed=None,
+            note=f"{purge_count / purge_seconds:,.0f} files/s; {purge_queries} queries "
+            f"({purge_queries / failed_batches:.1f} per batch)",
         ),
     ]
 

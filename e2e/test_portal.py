@@ -1078,7 +1078,8 @@ def test_file_page_edit_parent_and_delete(
     expect(page).to_have_url(f"{live_server.url}/files/")
     expect(page.get_by_test_id("empty")).to_be_visible()
     assert confirms == ["Delete “Final report”? This cannot be undone."]
-    assert not FileRecord.objects.filter(pk=completed_file.pk).exists()
+    # Hidden from its owner at once; the bytes wait for the purge.
+    assert not FileRecord.objects.visible().filter(pk=completed_file.pk).exists()
 
 
 # --- 7. a hostile file name stays text ---------------------------------------------------------

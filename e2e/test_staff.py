@@ -91,3 +91,33 @@ def test_a_user_who_is_not_staff_gets_no_staff_page(
     response = page.goto(f"{live_server.url}/staff/")
     assert response is not None and response.status == 403
     expect(page.get_by_test_id("stat-total")).to_have_count(0)
+
+
+def test_staff_restore_and_purge_a_deleted_file(
+    page: Page,
+    live_server: LiveServer,
+    transactional_db: None,
+    user: Any,
+    staff_user: Any,  # noqa: F811
+) -> None:
+    api = ApiClient(user)
+    done = api.upload(b"kept" * 300, file_name="kept.bin", part_size=1024)
+    assert api.delete(f"/v1/files/{done['id']}").status_code == 204
+    sign_in(page, live_server, "staff", "staff-pass")
+    page.goto(f"{live_server.url}/staff/")
+    expect(page.get_by_test_id("stat-total")).to_contain_text("0")
+
+    page.get_by_test_id("stat-deleted").click()
+    row = page.locator(f'tr[data-file-id="{done["id"]}"]')
+    expect(row.get_by_test_id("deleted-at")).to_be_visible()
+    row.get_by_role("button", name="Restore").click()
+    expect(page.get_by_test_id("notice")).to_contain_text("1 file restored")
+    assert api.get(f"/v1/files/{done['id']}").status_code == 200
+
+    assert api.delete(f"/v1/files/{done['id']}").status_code == 204
+    page.goto(f"{live_server.url}/staff/?deleted=on")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator(f'tr[data-file-id="{done["id"]}"]').get_by_role("button", name="Purge now").click()
+    expect(page.get_by_test_id("notice")).to_contain_text("1 file purged")
+    expect(page.get_by_test_id("empty")).to_be_visible()
+    assert not FileRecord.objects.filter(pk=done["id"]).exists()

@@ -35,9 +35,12 @@ api.add_router("/", uploads_router)
 
 @api.exception_handler(UploadError)
 def upload_error(request: HttpRequest, exc: UploadError) -> HttpResponse:
-    return api.create_response(
+    response = api.create_response(
         request, error_body(exc.message, exc.code, exc.extra), status=exc.http_status
     )
+    if exc.retry_after is not None:
+        response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @api.exception_handler(ValidationError)

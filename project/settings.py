@@ -255,6 +255,9 @@ FILE_UPLOAD_QUOTA_PER_USER = env_int("FILE_UPLOAD_QUOTA_PER_USER", None)
 ALLOWED_FILE_TYPES = env_list("ALLOWED_FILE_TYPES")
 UPLOADS_KEY_PREFIX = env_str("UPLOADS_KEY_PREFIX", "uploads").strip("/")
 UPLOADS_DOWNLOAD_URL_EXPIRATION = env_int("UPLOADS_DOWNLOAD_URL_EXPIRATION", 300)
+# Days a deleted file's bytes are kept (restorable by staff, counted in the owner's quota)
+# before cleanup purges them.
+UPLOADS_DELETED_RETENTION_DAYS = env_int("UPLOADS_DELETED_RETENTION_DAYS", 7)
 # Where the local handler keeps parts until completion; never served directly.
 UPLOADS_LOCAL_PARTS_DIR = Path(env_str("UPLOADS_LOCAL_PARTS_DIR", str(MEDIA_ROOT / ".parts")))
 # The portal's uploader signs each part's SHA-256 into its URL; off only for an S3-compatible

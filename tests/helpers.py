@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 import requests
-from django.test import Client
+from django.middleware.csrf import get_token
+from django.test import Client, RequestFactory
 
 from uploads.auth import refresh_token_for
 
@@ -15,7 +16,16 @@ def access_token(user: Any) -> str:
     return str(refresh_token_for(user).access_token)
 
 
+# The API's two ways in: a Bearer JWT (API clients) or the portal's session + CSRF header.
 AUTH_MODES = ("jwt", "session")
+
+
+def session_cookies(user: Any) -> dict[str, str]:
+    """Cookies of a signed-in portal session for `user`, and the CSRF header value they need."""
+    client = Client()
+    client.force_login(user)
+    token = get_token(RequestFactory().get("/"))
+    return {"sessionid": client.cookies["sessionid"].value, "csrftoken": token}
 
 
 class ApiClient:
@@ -86,10 +96,15 @@ class ApiClient:
 class HttpApi:
     """The same calls over real HTTP against a live server, parts PUT to whatever URL we get."""
 
-    def __init__(self, base_url: str, user: Any) -> None:
+    def __init__(self, base_url: str, user: Any, *, auth: str = "jwt") -> None:
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {access_token(user)}"
+        if auth == "session":
+            cookies = session_cookies(user)
+            self.session.cookies.update(cookies)
+            self.session.headers["X-CSRFToken"] = cookies["csrftoken"]
+        else:
+            self.session.headers["Authorization"] = f"Bearer {access_token(user)}"
 
     def call(self, method: str, path: str, data: Any = None) -> requests.Response:
         return self.session.request(method, self.base_url + path, json=data, timeout=60)

@@ -7,8 +7,10 @@ of any of them is reported as that defect.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -179,16 +181,17 @@ def test_failed_status_not_rolled_back_with_the_exception(user: Any, local_disk:
     content = content_of(2500)
     upload = initiate(api, content)
     parts = put(api, upload, content)
-    wrong = [CompletedPart(p["part_number"], "f" * 32) for p in parts]
+    listed = [CompletedPart(p["part_number"], p["etag"]) for p in parts]
+    # The store lost the upload: it can never complete.
+    shutil.rmtree(parts_dir(upload))
 
     with pytest.raises(VerificationFailed):
-        services.upload_complete(user=user, file_id=upload["id"], parts=wrong)
+        services.upload_complete(user=user, file_id=upload["id"], parts=listed)
 
     # Read back on a fresh query: the failed state was committed before the exception left.
     record = FileRecord.objects.get(pk=upload["id"])
     assert record.upload_status == Status.FAILED
-    assert "ETag" in record.failure_reason
-    assert not parts_dir(upload).exists()
+    assert record.failure_reason == "The upload no longer exists in the store."
 
 
 def test_abort_of_completed_file_refused(user: Any, local_disk: None) -> None:
@@ -222,11 +225,12 @@ def test_local_complete_does_not_skip_missing_parts(user: Any, local_disk: None)
         )  # fmt: skip
     assert not stored(record.storage_key)
 
-    # ... and the service fails the upload, naming the missing part.
+    # ... and the service names the missing part, keeping the upload open for it.
     response = api.post(f"{UPLOADS}/{upload['id']}/complete", {"parts": parts})
     assert response.status_code == 400
-    assert "Part 2 was never received" in response.json()["detail"]
-    assert FileRecord.objects.get(pk=upload["id"]).upload_status == Status.FAILED
+    assert response.json()["code"] == "parts_mismatch"
+    assert response.json()["extra"]["parts"] == [2]
+    assert FileRecord.objects.get(pk=upload["id"]).upload_status == Status.UPLOADING
     assert not stored(record.storage_key)
 
 
@@ -240,32 +244,41 @@ def test_local_complete_checks_etags(user: Any, local_disk: None) -> None:
     response = api.post(f"{UPLOADS}/{upload['id']}/complete", {"parts": parts})
 
     assert response.status_code == 400
-    assert response.json()["code"] == "verification_failed"
-    assert "Part 2's ETag" in response.json()["detail"]
+    assert response.json()["code"] == "parts_mismatch"
+    assert response.json()["extra"]["parts"] == [2]
     record = FileRecord.objects.get(pk=upload["id"])
-    assert record.upload_status == Status.FAILED
+    assert record.upload_status == Status.UPLOADING
     assert not stored(record.storage_key)
 
 
-def test_local_complete_checks_total_size(user: Any, local_disk: None) -> None:
+def test_local_complete_checks_part_sizes(user: Any, local_disk: None) -> None:
     api = ApiClient(user)
     content = content_of(2500)
     upload = initiate(api, content)
-    # Every part present with its own ETag, but the last one a byte short: 2,499 bytes in all.
-    parts = put(api, upload, content, override={3: content[2 * PART : -1]})
+    # A last part a byte short never reaches the store ...
+    short = api.put_part(upload["presigned_urls"][2]["url"], content[2 * PART : -1])
+    assert short.status_code == 400
+    parts = put(api, upload, content)
+    # ... and one already there (stored before sizes were checked at the PUT) is named at complete.
+    for part in parts_dir(upload).glob("00003.*"):
+        part.unlink()
+    digest = hashlib.md5(content[2 * PART : -1], usedforsecurity=False).hexdigest()
+    (parts_dir(upload) / f"00003.{digest}").write_bytes(content[2 * PART : -1])
+    parts[2]["etag"] = digest
 
     response = api.post(f"{UPLOADS}/{upload['id']}/complete", {"parts": parts})
 
     assert response.status_code == 400
-    assert response.json()["code"] == "verification_failed"
+    assert response.json()["code"] == "parts_mismatch"
+    assert response.json()["extra"]["parts"] == [3]
     record = FileRecord.objects.get(pk=upload["id"])
-    assert record.upload_status == Status.FAILED
+    assert record.upload_status == Status.UPLOADING
     assert not stored(record.storage_key)
-    # The total on its own: even a list of parts that each have the right size must add up.
-    record.total_parts, record.file_size = 2, 2 * PART
-    held = [StoredPart(1, PART, "e")]
-    problem = services.verify_parts(record, [CompletedPart(1, "e")], held)
-    assert problem == f"The parts add up to {PART} bytes; the file was declared as {2 * PART}."
+    # Each part of its planned size is what makes the total: no other sum to check.
+    record.total_parts, record.file_size = 2, 2 * PART - 1
+    held = [StoredPart(1, PART, "e"), StoredPart(2, PART, "f")]
+    wrong = services.mismatched_parts(record, [CompletedPart(1, "e"), CompletedPart(2, "f")], held)
+    assert wrong == [2]
 
 
 def test_part_size_is_checked(user: Any, local_disk: None, settings: Any) -> None:
@@ -285,11 +298,13 @@ def test_part_size_is_checked(user: Any, local_disk: None, settings: Any) -> Non
     upload = initiate(api, content)
     too_big = api.put_part(upload["presigned_urls"][0]["url"], content[: PART + 1])
     assert too_big.status_code == 413
-    # At complete: a non-last part shorter than part_size fails the upload.
-    parts = put(api, upload, content, override={1: content[: PART - 1]})
-    response = api.post(f"{UPLOADS}/{upload['id']}/complete", {"parts": parts})
-    assert response.status_code == 400
-    assert "Part 1 has 1023 bytes; expected 1024" in response.json()["detail"]
+    # So is a non-last part shorter than part_size.
+    too_short = api.put_part(upload["presigned_urls"][0]["url"], content[: PART - 1])
+    assert too_short.status_code == 400
+    assert too_short.json()["detail"] == (
+        "Part 1 must be exactly 1.0 KB (1,024 bytes); this request sends 1,023 bytes. "
+        "Nothing was stored."
+    )
 
 
 def test_file_size_is_64_bit(user: Any) -> None:
@@ -406,7 +421,7 @@ def test_deleting_in_flight_upload_aborts_multipart(s3: Any, user: Any) -> None:
 
     assert response.status_code == 204
     assert s3.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []
-    assert not FileRecord.objects.filter(pk=upload["id"]).exists()
+    assert not FileRecord.objects.visible().filter(pk=upload["id"]).exists()
 
 
 def test_parent_attach_checks_policy(user: Any, settings: Any) -> None:

@@ -10,6 +10,7 @@ class UploadsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)
         from .schedules import ensure_schedules
 
         # After django_q's tables exist: its post_migrate runs for its own app label too.

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from django.template.defaultfilters import filesizeformat
+
+
+def size_text(size: int) -> str:
+    """A byte count as people read it, with the exact figure: "8.0 MB (8,388,608 bytes)"."""
+    if size < 1024:
+        return f"{size:,} byte{'' if size == 1 else 's'}"
+    return f"{filesizeformat(size)} ({size:,} bytes)".replace("\xa0", " ")
 
 
 def error_body(detail: str, code: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -18,6 +28,8 @@ class UploadError(Exception):
 
     code = "error"
     http_status = 400
+    # Seconds after which the same request may work (a `Retry-After` header), if known.
+    retry_after: int | None = None
 
     def __init__(self, message: str, extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -84,6 +96,35 @@ class VerificationFailed(UploadError):
     http_status = 400
 
 
+def _numbers_text(numbers: Sequence[int], shown: int = 10) -> str:
+    words = [str(n) for n in numbers[:shown]]
+    if len(numbers) > shown:
+        return f"{', '.join(words)} and {len(numbers) - shown} more"
+    return f"{', '.join(words[:-1])} and {words[-1]}" if len(words) > 1 else words[0]
+
+
+class PartsMismatch(UploadError):
+    """The client's part list disagrees with the store; the upload stays open for a re-send."""
+
+    code = "parts_mismatch"
+    http_status = 400
+
+    def __init__(self, parts: Sequence[int], upload_status: str) -> None:
+        if not parts:
+            message = "The store refused the part list, but its parts match it now; complete again."
+        elif len(parts) == 1:
+            message = (
+                f"Part {parts[0]} does not match what the store holds; send it again, "
+                "then complete."
+            )
+        else:
+            message = (
+                f"Parts {_numbers_text(parts)} do not match what the store holds; "
+                "send them again, then complete."
+            )
+        super().__init__(message, {"parts": list(parts), "upload_status": upload_status})
+
+
 class AccessDenied(UploadError):
     """A signed link is invalid, expired or no longer usable."""
 
@@ -108,8 +149,11 @@ class StorageUnavailable(UploadError):
         self,
         message: str = "The storage service is unavailable. Please try again shortly.",
         extra: dict[str, Any] | None = None,
+        *,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message, extra)
+        self.retry_after = retry_after
 
 
 class InsufficientStorage(UploadError):

@@ -99,6 +99,7 @@ class StaffFilterForm(forms.Form):
     sort = forms.ChoiceField(label="Sort", choices=SORT_CHOICES, required=False)
     stale = forms.BooleanField(label="Stale only", required=False)
     failed_24h = forms.BooleanField(label="Failed in the last 24 h", required=False)
+    deleted = forms.BooleanField(label="Deleted (awaiting purge)", required=False)
 
     def cleaned_filters(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -117,4 +118,5 @@ class StaffFilterForm(forms.Form):
             "ordering": data.get("sort") or "-created",
             "stale": bool(data.get("stale")),
             "failed_24h": bool(data.get("failed_24h")),
+            "deleted": bool(data.get("deleted")),
         }

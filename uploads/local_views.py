@@ -11,7 +11,10 @@ from .services import uploads as services
 
 
 def _error(exc: UploadError) -> JsonResponse:
-    return JsonResponse(error_body(exc.message, exc.code, exc.extra), status=exc.http_status)
+    response = JsonResponse(error_body(exc.message, exc.code, exc.extra), status=exc.http_status)
+    if exc.retry_after is not None:
+        response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _content_length(request: HttpRequest) -> int | None:

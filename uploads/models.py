@@ -8,6 +8,16 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
 
+class FileRecordQuerySet(models.QuerySet["FileRecord"]):
+    def visible(self) -> FileRecordQuerySet:
+        """Files not deleted: everything users (and the API) may see."""
+        return self.filter(deleted_at__isnull=True)
+
+    def deleted(self) -> FileRecordQuerySet:
+        """Deleted files whose bytes are kept until the retention period ends."""
+        return self.filter(deleted_at__isnull=False)
+
+
 class FileRecord(models.Model):
     """One file uploaded (or being uploaded) through a multipart upload."""
 
@@ -46,6 +56,9 @@ class FileRecord(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     # Set while one request completes the upload; a second complete meanwhile answers 409.
     completing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set by delete: the file is hidden at once, its bytes kept (and counted toward the owner's
+    # quota) until cleanup purges them after UPLOADS_DELETED_RETENTION_DAYS.
+    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploaded_files"
     )
@@ -58,6 +71,8 @@ class FileRecord(models.Model):
     # Text, so that parents with integer and UUID primary keys both fit.
     parent_object_id = models.CharField(max_length=64, blank=True)
     parent = GenericForeignKey("parent_content_type", "parent_object_id")
+
+    objects = FileRecordQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created"]
@@ -73,6 +88,12 @@ class FileRecord(models.Model):
             models.Index(fields=["parent_content_type", "parent_object_id"], name="file_parent"),
             # Cleanup of old failed/aborted rows pages through them by age.
             models.Index(fields=["upload_status", "modified"], name="file_status_modified"),
+            # Purge pages through deleted rows by age; only the few deleted rows are indexed.
+            models.Index(
+                fields=["deleted_at"],
+                name="file_deleted",
+                condition=models.Q(deleted_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

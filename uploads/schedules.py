@@ -19,6 +19,11 @@ SCHEDULES: list[dict[str, Any]] = [
         "schedule_type": "D",  # daily
     },
     {
+        "name": "purge_deleted_files",
+        "func": "uploads.tasks.purge_deleted_files",
+        "schedule_type": "H",
+    },
+    {
         "name": "reconcile_storage",
         "func": "uploads.tasks.reconcile_storage",
         "schedule_type": "D",

@@ -35,10 +35,15 @@ ORDERINGS: dict[str, tuple[Any, ...]] = {
 
 
 def file_queryset_for_user(
-    user: AbstractBaseUser | AnonymousUser, *, staff_ok: bool = True
+    user: AbstractBaseUser | AnonymousUser, *, staff_ok: bool = True, deleted_ok: bool = False
 ) -> QuerySet[FileRecord]:
-    """Owners see their own files; staff see everyone's unless the action is owner-only."""
+    """Owners see their own files; staff see everyone's unless the action is owner-only.
+
+    Deleted files are hidden (404) unless the caller asks for them to say why it refuses.
+    """
     queryset = FileRecord.objects.select_related("created_by", "parent_content_type")
+    if not deleted_ok:
+        queryset = queryset.visible()
     if not user.is_authenticated:
         return queryset.none()
     if staff_ok and getattr(user, "is_staff", False):
@@ -112,11 +117,14 @@ class StaffFilters:
     ordering: str = "-created"
     stale: bool = False
     failed_since: datetime | None = None
+    # Deleted files awaiting their purge instead of the live ones.
+    deleted: bool = False
 
 
 def staff_file_list(filters: StaffFilters) -> QuerySet[FileRecord]:
     """Everyone's files, filtered for the staff table. Two queries per page: count and rows."""
-    queryset = FileRecord.objects.select_related("created_by", "parent_content_type")
+    records = FileRecord.objects.deleted() if filters.deleted else FileRecord.objects.visible()
+    queryset = records.select_related("created_by", "parent_content_type")
     if filters.user:
         queryset = queryset.filter(created_by__username=filters.user)
     if filters.status and filters.status != STATUS_ALL:
@@ -159,6 +167,8 @@ class DashboardStats:
     failed_24h: int
     top_users: list[dict[str, Any]]
     per_day: list[tuple[date, int]]
+    # Deleted files whose bytes are still stored, awaiting their purge.
+    deleted: dict[str, int]
 
     @property
     def total_files(self) -> int:
@@ -172,22 +182,27 @@ class DashboardStats:
 def dashboard_stats(*, now: datetime | None = None, days: int = 30) -> DashboardStats:
     """The overview's figures in a fixed number of queries, whatever the row count."""
     now = now or timezone.now()
-    rows = FileRecord.objects.values("upload_status").annotate(
-        count=Count("pk"), bytes=Sum("file_size")
+    rows = (
+        FileRecord.objects.visible()
+        .values("upload_status")
+        .annotate(count=Count("pk"), bytes=Sum("file_size"))
     )
     by_status = {status: {"count": 0, "bytes": 0} for status in FileRecord.Status.values}
     for row in rows.order_by():
         by_status[row["upload_status"]] = {"count": row["count"], "bytes": row["bytes"] or 0}
+    deleted = Q(deleted_at__isnull=False)
+    kept = deleted & Q(upload_status=FileRecord.Status.COMPLETED)
     flags = FileRecord.objects.aggregate(
+        deleted=Count("pk", filter=deleted),
+        deleted_bytes=Sum("file_size", filter=kept, default=0),
         stale=Count(
             "pk",
             filter=Q(upload_status__in=FileRecord.OPEN_STATES, upload_expires_at__lt=now),
         ),
         failed_24h=Count(
             "pk",
-            filter=Q(
-                upload_status=FileRecord.Status.FAILED, modified__gte=now - timedelta(hours=24)
-            ),
+            filter=~deleted
+            & Q(upload_status=FileRecord.Status.FAILED, modified__gte=now - timedelta(hours=24)),
         ),
     )
     top_users = list(
@@ -215,6 +230,7 @@ def dashboard_stats(*, now: datetime | None = None, days: int = 30) -> Dashboard
         failed_24h=flags["failed_24h"],
         top_users=top_users,
         per_day=per_day,
+        deleted={"count": flags["deleted"], "bytes": flags["deleted_bytes"]},
     )
 
 

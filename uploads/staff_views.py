@@ -1,6 +1,7 @@
 """Staff dashboard: everyone's files, totals, live progress of uploads in flight, cleanup.
 
-Actions go through the same services as the API (abort, delete); the services log who did what.
+Actions go through the same services as the API (abort, delete), and restore or purge of
+deleted files; the services log who did what.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ PAGE_SIZE = 50
 CHART_WIDTH, CHART_HEIGHT = 600, 120
 BULK_LIMIT = 500
 CLEANUP_TASK = "uploads.tasks.cleanup_all"
+# Each row and bulk action, with the service that does it and the word the notice uses.
+ACTIONS: dict[str, tuple[Callable[..., Any], str]] = {
+    "abort": (services.upload_abort, "aborted"),
+    "delete": (services.file_delete, "deleted"),
+    "restore": (services.file_restore, "restored"),
+    "purge": (services.file_purge, "purged"),
+}
 
 View = Callable[..., HttpResponse]
 
@@ -151,13 +159,11 @@ def _file_ids(values: list[str]) -> list[str]:
 
 def _act(request: HttpRequest, action: str, ids: list[str]) -> tuple[int, list[str]]:
     """Run one action on each id through the services; refusals become per-row messages."""
+    service, _ = ACTIONS[action]
     done, refused = 0, []
     for file_id in ids:
         try:
-            if action == "abort":
-                services.upload_abort(user=request.user, file_id=file_id)
-            else:
-                services.file_delete(user=request.user, file_id=file_id)
+            service(user=request.user, file_id=file_id)
             done += 1
         except UploadError as exc:
             found = FileRecord.objects.filter(pk__in=_file_ids([file_id]))
@@ -169,7 +175,7 @@ def _act(request: HttpRequest, action: str, ids: list[str]) -> tuple[int, list[s
 @staff_required
 @require_POST
 def file_action(request: HttpRequest, file_id: str, action: str) -> HttpResponse:
-    if action not in {"abort", "delete"}:
+    if action not in ACTIONS:
         raise Http404
     done, refused = _act(request, action, [file_id])
     return _after_action(request, action, done, refused)
@@ -180,7 +186,7 @@ def file_action(request: HttpRequest, file_id: str, action: str) -> HttpResponse
 def bulk_action(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
     ids = list(dict.fromkeys(request.POST.getlist("ids")))[:BULK_LIMIT]
-    if action not in {"abort", "delete"} or not ids:
+    if action not in ACTIONS or not ids:
         return _after_action(request, action, 0, ["Select at least one file and an action."])
     if request.POST.get("confirm") != "yes":
         return render(
@@ -198,7 +204,7 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
 
 
 def _after_action(request: HttpRequest, action: str, done: int, refused: list[str]) -> HttpResponse:
-    verb = {"abort": "aborted", "delete": "deleted"}.get(action, "changed")
+    verb = ACTIONS[action][1] if action in ACTIONS else "changed"
     notice = {"done": done, "verb": verb, "refused": refused}
     # The filters the page was showing travel with the form, so the table comes back the same.
     query = request.POST.get("query", "")

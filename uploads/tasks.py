@@ -13,6 +13,10 @@ def cleanup_failed_uploads(days_old: int = 7) -> dict[str, int | bool]:
     return cleanup.cleanup_failed_uploads(days_old).as_dict()
 
 
+def purge_deleted_files() -> dict[str, int | bool]:
+    return cleanup.purge_deleted_files().as_dict()
+
+
 def reconcile_storage() -> dict[str, int | bool]:
     return cleanup.reconcile_storage().as_dict()
 
@@ -22,5 +26,6 @@ def cleanup_all() -> dict[str, dict[str, int | bool]]:
     return {
         "expired": cleanup_expired_uploads(),
         "failed": cleanup_failed_uploads(),
+        "deleted": purge_deleted_files(),
         "reconcile": reconcile_storage(),
     }

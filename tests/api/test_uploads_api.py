@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -13,12 +15,15 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.files.storage import default_storage
 from django.test import Client
+from django.utils import timezone
 from ninja_jwt.tokens import AccessToken, RefreshToken
 
 from tests.factories import FileRecordFactory
 from tests.helpers import ApiClient
 from tests.testapp.models import Post
+from uploads.errors import size_text
 from uploads.models import FileRecord
+from uploads.services import cleanup
 
 KIB = 1024
 GIB = 1024**3
@@ -90,6 +95,12 @@ def download_bytes(api: ApiClient, file_id: str) -> bytes:
         return b"".join(followed.streaming_content)
     finally:
         followed.close()
+
+
+def fail(api: ApiClient, init: dict[str, Any], parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Make the upload one that can never complete: the store lost it. Complete then fails it."""
+    shutil.rmtree(part_dir(init["upload_id"]))
+    return assert_error(complete(api, init["id"], parts), 400, "verification_failed")
 
 
 @pytest.fixture(autouse=True)
@@ -405,8 +416,7 @@ def test_complete_an_aborted_upload_is_a_conflict(api, content):
 
 def test_complete_a_failed_upload_is_a_conflict(api, content):
     init, parts = start(api, content)
-    bad = [{**parts[0], "etag": "0" * 32}, *parts[1:]]
-    assert_error(complete(api, init["id"], bad), 400, "verification_failed")
+    fail(api, init, parts)
 
     assert_error(complete(api, init["id"], parts), 409, "invalid_state")
     assert record(init["id"]).upload_status == FileRecord.Status.FAILED
@@ -464,60 +474,95 @@ def test_complete_with_a_malformed_body_is_422(api, content, payload):
     assert record(init["id"]).upload_status == FileRecord.Status.UPLOADING
 
 
-def test_complete_with_a_wrong_etag_fails_the_upload(api, content):
+def assert_mismatch(response: Any, parts: list[int], init: dict[str, Any]) -> dict[str, Any]:
+    """400 parts_mismatch naming the parts, and the upload open with every stored part kept."""
+    body = assert_error(response, 400, "parts_mismatch")
+    assert body["extra"] == {"parts": parts, "upload_status": "uploading"}
+    saved = record(init["id"])
+    assert saved.upload_status == FileRecord.Status.UPLOADING
+    assert saved.failure_reason == ""
+    assert part_dir(init["upload_id"]).is_dir()
+    assert not default_storage.exists(saved.file.name)
+    return body
+
+
+def test_complete_with_a_wrong_etag_keeps_the_upload_open(api, content):
     init, parts = start(api, content)
+    kept = sorted(p.name for p in part_dir(init["upload_id"]).iterdir())
     bad = [parts[0], {**parts[1], "etag": '"' + "f" * 32 + '"'}, parts[2]]
 
-    body = assert_error(complete(api, init["id"], bad), 400, "verification_failed")
+    body = assert_mismatch(complete(api, init["id"], bad), [2], init)
 
-    assert body["extra"]["upload_status"] == "failed"
-    saved = record(init["id"])
-    assert saved.upload_status == FileRecord.Status.FAILED
-    assert "ETag" in saved.failure_reason
-    assert "2" in saved.failure_reason
-    # A failed upload is aborted in the store.
-    assert not part_dir(init["upload_id"]).exists()
-    assert not default_storage.exists(saved.file.name)
+    assert body["detail"] == (
+        "Part 2 does not match what the store holds; send it again, then complete."
+    )
+    assert sorted(p.name for p in part_dir(init["upload_id"]).iterdir()) == kept
     detail = api.get(f"/v1/files/{init['id']}").json()
-    assert detail["upload_status"] == "failed"
-    assert detail["failure_reason"] == saved.failure_reason
+    assert detail["upload_status"] == "uploading"
+    # The client sends part 2 again, takes the ETag the store answers, and completes.
+    again = api.put_part(init["presigned_urls"][1]["url"], content[PART : 2 * PART])
+    assert again.status_code == 200, again.content
+    fixed = [parts[0], {"part_number": 2, "etag": again["ETag"]}, parts[2]]
+    assert complete(api, init["id"], fixed).status_code == 200
+    assert download_bytes(api, init["id"]) == content
 
 
-def test_complete_with_a_part_never_uploaded_fails_the_upload(api, content):
+def test_complete_with_parts_never_uploaded_keeps_the_upload_open(api, content):
     init = initiate(api, len(content))
-    parts = put_parts(api, {**init, "presigned_urls": init["presigned_urls"][:2]}, content)
-    parts.append({"part_number": 3, "etag": parts[0]["etag"]})
+    parts = put_parts(api, {**init, "presigned_urls": init["presigned_urls"][:1]}, content)
+    claimed = [*parts, {"part_number": 2, "etag": "a" * 32}, {"part_number": 3, "etag": "b" * 32}]
 
-    assert_error(complete(api, init["id"], parts), 400, "verification_failed")
+    body = assert_mismatch(complete(api, init["id"], claimed), [2, 3], init)
 
-    saved = record(init["id"])
-    assert saved.upload_status == FileRecord.Status.FAILED
-    assert "Part 3" in saved.failure_reason
-    assert "never received" in saved.failure_reason
-
-
-def test_complete_with_a_truncated_part_fails_the_upload(api, content):
-    init = initiate(api, len(content))
+    assert body["detail"] == (
+        "Parts 2 and 3 do not match what the store holds; send them again, then complete."
+    )
     parts = put_parts(api, init, content)
-    # Re-send part 2 with bytes missing; the new ETag is the one the client reports.
-    short = api.put_part(init["presigned_urls"][1]["url"], content[PART : 2 * PART - 10])
-    assert short.status_code == 200, short.content
-    parts[1] = {"part_number": 2, "etag": short["ETag"]}
-
-    assert_error(complete(api, init["id"], parts), 400, "verification_failed")
-
-    saved = record(init["id"])
-    assert saved.upload_status == FileRecord.Status.FAILED
-    assert f"{PART - 10} bytes" in saved.failure_reason
-    assert str(PART) in saved.failure_reason
+    assert complete(api, init["id"], parts).status_code == 200
+    assert download_bytes(api, init["id"]) == content
 
 
-def test_complete_with_a_truncated_last_part_fails_the_upload(api, content):
-    init = initiate(api, len(content))
-    parts = put_parts(api, init, content[:-1])
+def test_complete_with_a_stored_part_of_the_wrong_size_keeps_the_upload_open(api, content):
+    init, parts = start(api, content)
+    # A part of another size in the store (sent before sizes were enforced at the PUT): the
+    # client's ETag for it matches, but the size does not.
+    directory = part_dir(init["upload_id"])
+    for old in directory.glob("00002.*"):
+        old.unlink()
+    short = content[PART : 2 * PART - 10]
+    digest = hashlib.md5(short, usedforsecurity=False).hexdigest()
+    (directory / f"00002.{digest}").write_bytes(short)
+    parts[1] = {"part_number": 2, "etag": digest}
 
-    assert_error(complete(api, init["id"], parts), 400, "verification_failed")
-    assert record(init["id"]).upload_status == FileRecord.Status.FAILED
+    assert_mismatch(complete(api, init["id"], parts), [2], init)
+
+    parts = put_parts(api, init, content)
+    assert complete(api, init["id"], parts).status_code == 200
+    assert download_bytes(api, init["id"]) == content
+
+
+@pytest.mark.parametrize(("number", "delta"), [(2, -10), (3, -1), (3, 1), (1, 1)])
+def test_a_part_body_of_another_length_is_refused_before_it_is_stored(api, content, number, delta):
+    init, parts = start(api, content)
+    before = sorted(p.name for p in part_dir(init["upload_id"]).iterdir())
+    start_at = (number - 1) * PART
+    planned = len(content[start_at : number * PART])
+    body = content[start_at : start_at + planned + delta] if delta < 0 else b"x" * (planned + delta)
+
+    response = api.put_part(init["presigned_urls"][number - 1]["url"], body)
+
+    refused = assert_error(
+        response, 413 if delta > 0 else 400, "too_large" if delta > 0 else "invalid"
+    )
+    assert refused["extra"] == {"part_number": number, "expected_size": planned}
+    assert refused["detail"] == (
+        f"Part {number} must be exactly {size_text(planned)}; this request sends "
+        f"{size_text(planned + delta)}. Nothing was stored."
+    )
+    # Nothing stored, nothing replaced: the earlier part is still there, and the file completes.
+    assert sorted(p.name for p in part_dir(init["upload_id"]).iterdir()) == before
+    assert complete(api, init["id"], parts).status_code == 200
+    assert download_bytes(api, init["id"]) == content
 
 
 def test_part_larger_than_declared_is_refused_at_put(api, content):
@@ -900,29 +945,71 @@ def test_patch_refuses_an_empty_name(api, user):
 # --- Delete --------------------------------------------------------------------------------
 
 
-def test_delete_completed_file_removes_the_record(api, content):
+def test_delete_hides_a_completed_file_and_keeps_its_bytes(api, staff_api, content):
     done = api.upload(content, part_size=PART)
     key = record(done["id"]).file.name
 
     response = api.delete(f"/v1/files/{done['id']}")
 
     assert response.status_code == 204, response.content
-    assert not FileRecord.objects.filter(pk=done["id"]).exists()
-    assert_error(api.get(f"/v1/files/{done['id']}"), 404, "not_found")
-    # Per spec the stored object is kept; only the record goes.
+    path = f"/v1/files/{done['id']}"
+    for response in [
+        api.get(path),
+        api.get(f"{path}/download"),
+        api.patch(path, {"name": "back"}),
+        api.post(f"{path}/set-parent", {"parent_content_type": None, "parent_object_id": None}),
+        api.delete(path),
+    ]:
+        assert_error(response, 404, "not_found")
+    assert api.get("/v1/files?status=all").json()["count"] == 0
+    assert staff_api.get("/v1/files?status=all").json()["count"] == 0
+    assert_error(staff_api.get(f"/v1/files/{done['id']}"), 404, "not_found")
+    # Kept "for safety", as the spec says, until the retention period ends.
+    saved = record(done["id"])
+    assert saved.deleted_at is not None
+    assert saved.upload_status == FileRecord.Status.COMPLETED
     assert default_storage.exists(key)
 
 
 def test_delete_in_flight_upload_aborts_it_in_the_store(api, content):
-    init, _ = start(api, content)
+    init, parts = start(api, content)
     assert part_dir(init["upload_id"]).is_dir()
 
     response = api.delete(f"/v1/files/{init['id']}")
 
     assert response.status_code == 204, response.content
-    assert not FileRecord.objects.filter(pk=init["id"]).exists()
+    saved = record(init["id"])
+    assert (saved.upload_status, saved.upload_id) == (FileRecord.Status.ABORTED, "")
+    assert saved.deleted_at is not None
     assert not part_dir(init["upload_id"]).exists()
     assert_error(api.put_part(init["presigned_urls"][0]["url"], content[:PART]), 403, "forbidden")
+    # Its owner learns why it cannot go on, rather than a bare 404.
+    body = assert_error(complete(api, init["id"], parts), 409, "invalid_state")
+    assert "deleted" in body["detail"]
+    assert_error(api.delete(f"{UPLOADS}/{init['id']}"), 409, "invalid_state")
+    assert_error(api.get(f"{UPLOADS}/{init['id']}/parts"), 404, "not_found")
+
+
+def test_delete_keeps_the_quota_until_the_purge(api, staff_api, settings, content):
+    settings.FILE_UPLOAD_QUOTA_PER_USER = len(content) + 100
+    done = api.upload(content, part_size=PART)
+    key = record(done["id"]).file.name
+    assert api.delete(f"/v1/files/{done['id']}").status_code == 204
+
+    # Its bytes are still stored, so they still count: delete-then-upload is no way around it.
+    body = assert_error(
+        api.post(UPLOADS, {"file_name": "b", "file_size": 200}), 413, "quota_exceeded"
+    )
+    assert body["extra"]["used"] == len(content)
+
+    cleanup.purge_deleted_files()
+    assert record(done["id"]).deleted_at is not None  # still within its retention period
+    result = cleanup.purge_deleted_files(now=timezone.now() + timedelta(days=7, seconds=1))
+
+    assert (result.examined, result.deleted, result.errors) == (1, 1, 0)
+    assert not FileRecord.objects.filter(pk=done["id"]).exists()
+    assert not default_storage.exists(key)
+    assert initiate(api, 200)["upload_status"] == "uploading"
 
 
 def test_delete_twice_is_404(api, user):
@@ -954,7 +1041,7 @@ def test_download_of_a_non_completed_file_is_a_conflict(api, content, state):
     if state == "aborted":
         assert api.delete(f"{UPLOADS}/{init['id']}").status_code == 204
     elif state == "failed":
-        complete(api, init["id"], [{**parts[0], "etag": "0" * 32}, *parts[1:]])
+        fail(api, init, parts)
 
     body = assert_error(api.get(f"/v1/files/{init['id']}/download"), 409, "invalid_state")
     assert body["extra"]["upload_status"] == state
@@ -1186,13 +1273,13 @@ def test_staff_can_get_anothers_file(staff_api, user):
 def test_staff_can_delete_anothers_file(staff_api, user):
     file = FileRecordFactory(created_by=user)
     assert staff_api.delete(f"/v1/files/{file.pk}").status_code == 204
-    assert not FileRecord.objects.filter(pk=file.pk).exists()
+    assert not FileRecord.objects.visible().filter(pk=file.pk).exists()
 
 
 def test_staff_can_delete_anothers_in_flight_upload(api, staff_api, content):
     init, _ = start(api, content)
     assert staff_api.delete(f"/v1/files/{init['id']}").status_code == 204
-    assert not FileRecord.objects.filter(pk=init["id"]).exists()
+    assert not FileRecord.objects.visible().filter(pk=init["id"]).exists()
     assert not part_dir(init["upload_id"]).exists()
 
 

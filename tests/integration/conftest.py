@@ -19,8 +19,11 @@ def sizes(backend: str) -> Sizes:
 
 
 @pytest.fixture
-def http_api(live_server: Any, user: Any, transactional_db: Any) -> Iterator[HttpApi]:
-    api = HttpApi(live_server.url, user)
+def http_api(
+    live_server: Any, user: Any, transactional_db: Any, request: pytest.FixtureRequest
+) -> Iterator[HttpApi]:
+    """The API as `user`: a JWT, or (parametrized indirectly with "session") the portal's way."""
+    api = HttpApi(live_server.url, user, auth=getattr(request, "param", "jwt"))
     yield api
     # Close the kept-alive connections now: a server thread idling on one would otherwise outlive
     # the session's live server and touch the SQLite connection after it stopped being shared.

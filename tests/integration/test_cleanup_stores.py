@@ -5,12 +5,14 @@ expired, failed or orphaned. What the store holds afterwards is checked around t
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from django.core import signing
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -18,6 +20,7 @@ from tests.helpers import ApiClient
 from uploads.models import FileRecord
 from uploads.services import cleanup
 from uploads.storage import StorageError, get_storage_handler
+from uploads.storage.local import PART_SALT
 
 from .support import Store, payload
 
@@ -273,3 +276,106 @@ def test_completed_first_cleanup_leaves_the_file_alone(api, backend, store, cont
     assert cleanup.cleanup_expired_uploads().aborted == 0
     assert record(body).upload_status == Status.COMPLETED
     assert store.object_bytes(record(body).storage_key) == content
+
+
+# --- An upload lives at least as long as the URLs signed for it --------------------------------
+
+
+def url_expiry(url: str) -> datetime:
+    """When a part URL stops working: S3's X-Amz-Date + X-Amz-Expires, or the local token's."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    if "X-Amz-Date" in query:
+        signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        return signed + timedelta(seconds=int(query["X-Amz-Expires"][0]))
+    token = parts.path.rsplit("/", 1)[-1]
+    return datetime.fromtimestamp(signing.loads(token, salt=PART_SALT)["e"], tz=UTC)
+
+
+def test_cleanup_leaves_an_upload_whose_urls_still_work_alone(
+    api, backend, store: Store, content, settings
+):
+    # Uploads expire after a minute, but part URLs live ten.
+    settings.UPLOADS_EXPIRATION_SECONDS = 60
+    settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION = 600
+    upload = start(api, backend, content, send=False)
+    signed = url_expiry(upload["presigned_urls"][0]["url"])
+    assert record(upload).upload_expires_at >= signed
+
+    # Past the upload's own window, within its URL's lifetime: cleanup leaves it be.
+    later = timezone.now() + timedelta(seconds=120)
+    assert cleanup.cleanup_expired_uploads(now=later).aborted == 0
+    assert record(upload).upload_status == Status.UPLOADING
+    assert store.upload_alive(upload["upload_id"])
+    # A fresh URL pushes the expiry past its own end too.
+    fresh = api.post(f"{UPLOADS}/{upload['id']}/presign", {"part_numbers": [1]})
+    assert fresh.status_code == 200, fresh.content
+    assert record(upload).upload_expires_at >= url_expiry(fresh.json()["presigned_urls"][0]["url"])
+    # The client is still sending: its part goes in and the file completes.
+    parts = [{"part_number": 1, "etag": put_part(api, backend, upload, content)}]
+    done = api.post(f"{UPLOADS}/{upload['id']}/complete", {"parts": parts})
+    assert done.status_code == 200, done.content
+
+
+def test_cleanup_aborts_the_upload_once_its_urls_are_dead(
+    api, backend, store: Store, content, settings
+):
+    settings.UPLOADS_EXPIRATION_SECONDS = 60
+    settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION = 600
+    upload = start(api, backend, content)
+    dead = url_expiry(upload["presigned_urls"][0]["url"]) + timedelta(seconds=1)
+
+    assert cleanup.cleanup_expired_uploads(now=dead).aborted == 1
+
+    assert record(upload).upload_status == Status.ABORTED
+    assert not store.upload_alive(upload["upload_id"])
+
+
+# --- Deleted files: kept for their retention period, then purged -------------------------------
+
+
+def test_purge_removes_deleted_files_from_the_store_after_their_retention(
+    api, backend, store: Store, content
+):
+    kept = finish(api, backend, content)
+    gone = finish(api, backend, content)
+    in_flight = start(api, backend, content)
+    for upload in (kept, gone, in_flight):
+        assert api.delete(f"/v1/files/{upload['id']}").status_code == 204
+    FileRecord.objects.filter(pk__in=[gone["id"], in_flight["id"]]).update(
+        deleted_at=timezone.now() - timedelta(days=8)
+    )
+    gone_key = record(gone).storage_key
+
+    result = cleanup.purge_deleted_files()
+
+    assert (result.examined, result.deleted, result.errors) == (2, 2, 0)
+    assert not FileRecord.objects.filter(pk__in=[gone["id"], in_flight["id"]]).exists()
+    assert store.object_bytes(gone_key) is None
+    assert not store.upload_alive(in_flight["upload_id"])
+    # Still within its retention: hidden, but its bytes are there to restore.
+    assert store.object_bytes(record(kept).storage_key) == content
+
+
+def test_a_purge_the_store_refuses_keeps_the_row_for_the_next_run(
+    api, backend, store: Store, content, monkeypatch, caplog
+):
+    upload = finish(api, backend, content)
+    assert api.delete(f"/v1/files/{upload['id']}").status_code == 204
+    key = record(upload).storage_key
+    handler_class = type(get_storage_handler())
+
+    def refuse(self: Any, key: str) -> None:
+        raise StorageError("delete refused")
+
+    with monkeypatch.context() as patch, caplog.at_level(logging.ERROR):
+        patch.setattr(handler_class, "delete", refuse)
+        result = cleanup.purge_deleted_files(retention_days=0)
+
+    assert (result.examined, result.deleted, result.errors, result.finished) == (1, 0, 1, False)
+    assert "could not remove file" in caplog.text
+    # Claimed for the purge: no longer restorable, still recorded, bytes still there.
+    assert record(upload).upload_status == Status.ABORTED
+    assert store.object_bytes(key) == content
+    assert cleanup.purge_deleted_files(retention_days=0).deleted == 1
+    assert store.object_bytes(key) is None

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import random
+import re
 import socket
 import time
 import tracemalloc
@@ -270,4 +271,32 @@ def test_body_cut_short_keeps_no_part(upload: dict[str, Any], content: bytes) ->
             answer += chunk
 
     assert not answer.startswith(b"HTTP/1.1 200"), answer
+    assert stored_files(upload) == []
+
+
+@pytest.mark.parametrize(("delta", "status"), [(1, 413), (-1, 400)], ids=["longer", "shorter"])
+def test_a_wrong_length_is_refused_before_the_body_is_read(
+    upload: dict[str, Any], delta: int, status: int
+) -> None:
+    # Headers only: a Content-Length one byte off the part's, and not one byte of body sent.
+    # The answer comes at once, so a 5 GiB body for an 8 MiB part is never taken in.
+    url = urlsplit(url_of(upload, 1))
+    with socket.create_connection((url.hostname, url.port), timeout=10) as conn:
+        conn.sendall(
+            f"PUT {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+            f"Content-Length: {PART + delta}\r\nConnection: close\r\n\r\n".encode()
+        )
+        # The whole answer arrives with no body sent. (The development server then waits to
+        # drain the body it refused: read the answer by its own length, not to the end.)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += conn.recv(65536)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        length = re.search(rb"Content-Length: (\d+)", head)
+        assert length is not None, head
+        while len(body) < int(length.group(1)):
+            body += conn.recv(65536)
+
+    assert head.startswith(f"HTTP/1.1 {status}".encode()), head
+    assert b"must be exactly 4.0 KB (4,096 bytes)" in body
     assert stored_files(upload) == []

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.core.files.storage import storages
 
-from tests.helpers import HttpApi
+from tests.helpers import AUTH_MODES, HttpApi
 from uploads.models import FileRecord
 from uploads.storage.base import MultipartUpload
 from uploads.storage.s3 import S3StorageHandler
@@ -88,13 +88,6 @@ def test_abort_removes_the_upload_from_the_store(
     assert store.object_bytes(FileRecord.objects.get(pk=upload["id"]).storage_key) is None
 
 
-def _truncated(upload: dict[str, Any], content: bytes, sizes: Sizes) -> list[dict[str, Any]]:
-    parts = put_parts(upload, content, skip=(1,))
-    short = HttpApi.put(upload["presigned_urls"][0]["url"], content[: sizes.part - 1])
-    assert short.status_code == 200, short.text
-    return [{"part_number": 1, "etag": short.headers["ETag"]}, *parts]
-
-
 def _missing(upload: dict[str, Any], content: bytes, sizes: Sizes) -> list[dict[str, Any]]:
     parts = put_parts(upload, content, skip=(2,))
     # The client claims part 2 with the ETag it would have had; the store never received it.
@@ -108,10 +101,20 @@ def _wrong_etag(upload: dict[str, Any], content: bytes, sizes: Sizes) -> list[di
     return parts
 
 
+def _other_bytes(upload: dict[str, Any], content: bytes, sizes: Sizes) -> list[dict[str, Any]]:
+    # Part 2 holds bytes of the right length from another file; the client lists the ETag of
+    # its own part 2, which the store does not hold.
+    parts = put_parts(upload, content)
+    other = HttpApi.put(upload["presigned_urls"][1]["url"], payload(sizes.part, seed=99))
+    assert other.status_code == 200, other.text
+    return parts
+
+
+@pytest.mark.parametrize("http_api", AUTH_MODES, indirect=True)
 @pytest.mark.parametrize(
-    "spoil", [_truncated, _missing, _wrong_etag], ids=["truncated", "missing", "wrong-etag"]
+    "spoil", [_missing, _wrong_etag, _other_bytes], ids=["missing", "wrong-etag", "other-bytes"]
 )
-def test_complete_refuses_parts_that_do_not_make_the_file(
+def test_a_part_list_the_store_disagrees_with_keeps_the_upload_open(
     backend: str, http_api: HttpApi, sizes: Sizes, store: Store, spoil: Any
 ) -> None:
     content = payload(sizes.file_size(3, tail=1234), seed=2)
@@ -120,47 +123,63 @@ def test_complete_refuses_parts_that_do_not_make_the_file(
 
     response = http_api.complete(upload["id"], parts)
 
-    body = assert_error(response, 400, "verification_failed")
+    body = assert_error(response, 400, "parts_mismatch")
+    assert body["extra"] == {"parts": [2], "upload_status": "uploading"}
+    assert body["detail"] == (
+        "Part 2 does not match what the store holds; send it again, then complete."
+    )
     record = FileRecord.objects.get(pk=upload["id"])
-    assert record.upload_status == Status.FAILED
-    assert record.failure_reason
-    assert body["detail"] == record.failure_reason
-    assert not store.upload_alive(upload["upload_id"])
+    assert (record.upload_status, record.failure_reason) == (Status.UPLOADING, "")
+    assert store.upload_alive(upload["upload_id"])
     assert store.object_bytes(record.storage_key) is None
-    detail = http_api.call("GET", f"/v1/files/{upload['id']}").json()
-    assert detail["upload_status"] == Status.FAILED
-    assert detail["failure_reason"] == record.failure_reason
+    # Sending the named part again, then completing, gives exactly the file.
+    again = put_parts({**upload, "presigned_urls": [upload["presigned_urls"][1]]}, content)
+    fixed = [parts[0], *again, parts[2]]
+    done = http_api.complete(upload["id"], fixed)
+    assert done.status_code == 200, done.text
+    assert download(http_api, upload["id"]).content == content
+    assert store.object_bytes(record.storage_key) == content
 
 
-def test_oversized_part_never_completes(
-    backend: str, http_api: HttpApi, sizes: Sizes, store: Store
+@pytest.mark.parametrize("delta", [1, -1], ids=["longer", "shorter"])
+def test_a_part_body_of_another_length_never_reaches_the_file(
+    backend: str, http_api: HttpApi, sizes: Sizes, store: Store, delta: int
 ) -> None:
+    """Each part URL takes exactly the planned length.
+
+    The local part endpoint refuses any other length before reading the body, and S3 refuses it
+    because the length is signed into the URL (`content-length` in X-Amz-SignedHeaders). moto
+    does not verify signatures and takes the body: there the check at complete catches the
+    part's size, names it, and the upload stays open for the right bytes.
+    """
     content = payload(sizes.file_size(2, tail=999), seed=3)
     upload = initiate(http_api, content, sizes)
     parts = put_parts(upload, content, skip=(1,))
-    too_big = content[: sizes.part] + b"x"
+    url = upload["presigned_urls"][0]["url"]
+    body = content[: sizes.part + delta] if delta < 0 else content[: sizes.part] + b"x"
 
-    put = HttpApi.put(upload["presigned_urls"][0]["url"], too_big)
+    put = HttpApi.put(url, body)
 
     if backend == "local":
-        # The app is the part endpoint: it refuses before storing anything.
-        assert_error(put, 413, "too_large")
+        assert_error(put, 413 if delta > 0 else 400, "too_large" if delta > 0 else "invalid")
+        assert "Part 1 must be exactly" in put.json()["detail"]
         assert [p.name for p in store.local_part_files(upload["upload_id"])] == [
             f"00002.{md5(content[sizes.part :])}"
         ]
-        assert FileRecord.objects.get(pk=upload["id"]).upload_status == Status.UPLOADING
-        return
-    # S3 takes any part up to 5 GiB; complete must refuse what the store holds.
-    assert put.status_code == 200, put.text
-    response = http_api.complete(
-        upload["id"], [{"part_number": 1, "etag": put.headers["ETag"]}, *parts]
-    )
-    assert_error(response, 400, "verification_failed")
+        wrong = [{"part_number": 1, "etag": md5(body)}, *parts]
+    else:
+        assert "X-Amz-SignedHeaders=content-length%3Bhost&" in url
+        assert put.status_code == 200, put.text
+        wrong = [{"part_number": 1, "etag": put.headers["ETag"]}, *parts]
+    response = http_api.complete(upload["id"], wrong)
+    assert_error(response, 400, "parts_mismatch")
+    assert response.json()["extra"]["parts"] == [1]
     record = FileRecord.objects.get(pk=upload["id"])
-    assert record.upload_status == Status.FAILED
-    assert "Part 1" in record.failure_reason
-    assert not store.upload_alive(upload["upload_id"])
+    assert record.upload_status == Status.UPLOADING
     assert store.object_bytes(record.storage_key) is None
+    fixed = put_parts({**upload, "presigned_urls": [upload["presigned_urls"][0]]}, content)
+    assert http_api.complete(upload["id"], [*fixed, *parts]).status_code == 200
+    assert download(http_api, upload["id"]).content == content
 
 
 def test_s3_list_parts_reads_every_page(s3: Any) -> None:

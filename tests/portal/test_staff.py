@@ -24,7 +24,9 @@ from django_q.models import Task
 from tests.factories import FileRecordFactory
 from tests.helpers import ApiClient
 from tests.testapp.models import Post
+from uploads.errors import UploadNotFound
 from uploads.models import FileRecord
+from uploads.services import uploads as services
 from uploads.staff_views import PAGE_SIZE
 
 pytestmark = pytest.mark.django_db
@@ -330,12 +332,14 @@ def staff_urls(file_id: str) -> list[tuple[str, str, dict[str, Any], int]]:
         ("post", "/staff/bulk/", {"action": "abort", "ids": [file_id]}, 200),  # confirm step
         ("post", f"/staff/files/{file_id}/abort/", {}, 302),
         ("post", f"/staff/files/{file_id}/delete/", {}, 302),
+        ("post", f"/staff/files/{file_id}/restore/", {}, 302),
+        ("post", f"/staff/files/{file_id}/purge/", {}, 302),
         ("post", "/staff/cleanup/", {}, 200),
         ("get", "/staff/cleanup/0123456789abcdef0123456789abcdef/", {}, 200),
     ]
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(len(staff_urls(""))))
 def test_access_matrix(index, user, staff_user):
     target = in_flight(user)
     method, url, data, staff_status = staff_urls(str(target.pk))[index]
@@ -427,7 +431,7 @@ def test_bulk_delete_without_htmx_redirects_with_a_notice(staff, user):
         "/staff/bulk/", {"action": "delete", "ids": ids, "confirm": "yes", "query": "status=all"}
     )
     assert done.status_code == 302 and done["Location"] == "/staff/?status=all"
-    assert list(FileRecord.objects.values_list("pk", flat=True)) == [left.pk]
+    assert list(FileRecord.objects.visible().values_list("pk", flat=True)) == [left.pk]
     assert not (Path(settings.UPLOADS_LOCAL_PARTS_DIR) / picked[1].upload_id).exists()
     page = staff.get(done["Location"]).content.decode()
     assert "2 files deleted." in page
@@ -477,6 +481,97 @@ def test_row_abort_without_htmx_redirects_back(staff, user):
     assert response.status_code == 302 and response["Location"] == "/staff/?stale=on"
     assert status_of(target) == Status.ABORTED
     assert "1 file aborted." in staff.get(response["Location"]).content.decode()
+
+
+# --- deleted files: listed apart, restored or purged --------------------------------------------
+
+
+def deleted_file(owner: Any, **fields: Any) -> FileRecord:
+    """A completed file its owner deleted: hidden, its object still stored."""
+    record = FileRecordFactory(created_by=owner, **fields)
+    path = Path(settings.MEDIA_ROOT) / record.file.name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * record.file_size)
+    FileRecord.objects.filter(pk=record.pk).update(deleted_at=timezone.now())
+    return FileRecord.objects.get(pk=record.pk)
+
+
+def test_deleted_files_are_listed_apart_with_their_bytes(staff, user):
+    live = FileRecordFactory(created_by=user, file_size=100)
+    gone = deleted_file(user, file_name="gone.bin", file_size=300)
+
+    page = staff.get("/staff/?status=all")
+    assert row_ids(page) == [str(live.pk)]
+    html = page.content.decode()
+    assert 'data-testid="stat-deleted"><span class="figure">1</span>' in html
+    assert "deleted, awaiting purge · 300\xa0bytes" in html
+    assert 'data-testid="stat-total"><span class="figure">1</span>' in html
+
+    listed = staff.get("/staff/?deleted=on", **HX)
+    assert row_ids(listed) == [str(gone.pk)]
+    html = listed.content.decode()
+    assert 'data-testid="deleted-at"' in html
+    assert f"/staff/files/{gone.pk}/restore/" in html and f"/staff/files/{gone.pk}/purge/" in html
+    assert f"/staff/files/{gone.pk}/delete/" not in html
+    assert 'data-testid="bulk-purge"' in html and 'data-testid="bulk-delete"' not in html
+
+
+def test_staff_restore_brings_a_deleted_file_back_to_its_owner(staff, user):
+    gone = deleted_file(user, file_name="back.bin")
+    api = ApiClient(user)
+    assert api.get(f"/v1/files/{gone.pk}").status_code == 404
+
+    response = staff.post(f"/staff/files/{gone.pk}/restore/", {"query": "deleted=on"}, **HX)
+
+    assert response.status_code == 200
+    assert "1 file restored." in response.content.decode()
+    assert api.get(f"/v1/files/{gone.pk}").status_code == 200
+    assert FileRecord.objects.get(pk=gone.pk).deleted_at is None
+
+
+def test_staff_purge_removes_the_bytes_and_the_record_now(staff, user, settings):
+    settings.FILE_UPLOAD_QUOTA_PER_USER = 1000
+    gone = deleted_file(user, file_name="gone.bin", file_size=900)
+    api = ApiClient(user)
+    assert api.post("/v1/files/uploads", {"file_name": "b", "file_size": 200}).status_code == 413
+    path = Path(settings.MEDIA_ROOT) / gone.file.name
+
+    ask = staff.post("/staff/bulk/", {"action": "purge", "ids": [str(gone.pk)]}, **HX)
+    assert "Purge 1 file?" in ask.content.decode()
+    assert "This cannot be undone." in ask.content.decode()
+    assert path.exists()
+    done = staff.post(
+        "/staff/bulk/", {"action": "purge", "ids": [str(gone.pk)], "confirm": "yes"}, **HX
+    )
+
+    assert "1 file purged." in done.content.decode()
+    assert not FileRecord.objects.filter(pk=gone.pk).exists()
+    assert not path.exists()
+    assert api.post("/v1/files/uploads", {"file_name": "b", "file_size": 200}).status_code == 201
+
+
+def test_restore_and_purge_are_refused_per_row_where_they_do_not_apply(staff, user):
+    live = FileRecordFactory(created_by=user, file_name="live.bin")
+    discarded = deleted_file(
+        user, file_name="discarded.bin", upload_status=Status.ABORTED, completed_at=None
+    )
+
+    for action, target in [("restore", live), ("purge", live), ("restore", discarded)]:
+        response = staff.post(f"/staff/files/{target.pk}/{action}/", {"query": ""}, **HX)
+        assert f"0 files {action}d." in response.content.decode()
+    html = response.content.decode()
+    assert "discarded.bin: Only completed files can be restored; this one is aborted." in html
+    assert FileRecord.objects.get(pk=live.pk).deleted_at is None
+    assert FileRecord.objects.get(pk=discarded.pk).deleted_at is not None
+
+
+def test_only_staff_may_restore_or_purge_through_the_services(user, other_user):
+    gone = deleted_file(user)
+    for service in (services.file_restore, services.file_purge):
+        for who in (user, other_user):
+            with pytest.raises(UploadNotFound):
+                service(user=who, file_id=gone.pk)
+    assert FileRecord.objects.get(pk=gone.pk).deleted_at is not None
 
 
 # --- live progress ------------------------------------------------------------------------------
@@ -579,4 +674,4 @@ def test_malformed_ids_are_refused_not_500(staff, user, bad):
     )
     assert bulk.status_code == 200
     assert "1 file deleted." in bulk.content.decode()
-    assert not FileRecord.objects.filter(pk=target.pk).exists()
+    assert not FileRecord.objects.visible().filter(pk=target.pk).exists()

@@ -527,14 +527,14 @@ def test_delete_post_without_htmx_redirects_to_the_list(client, mine):
     response = client.post(f"/files/{mine.pk}/delete/")
     assert response.status_code == 302
     assert response["Location"] == "/files/"
-    assert not FileRecord.objects.filter(pk=mine.pk).exists()
+    assert not FileRecord.objects.visible().filter(pk=mine.pk).exists()
 
 
 def test_delete_post_with_htmx_redirects_the_browser_to_the_list(client, mine):
     response = client.post(f"/files/{mine.pk}/delete/", headers=HX)
     assert response.status_code == 200
     assert response["HX-Redirect"] == "/files/"
-    assert not FileRecord.objects.filter(pk=mine.pk).exists()
+    assert not FileRecord.objects.visible().filter(pk=mine.pk).exists()
 
 
 def test_upload_page_lists_own_unfinished_uploads_with_resume_and_discard(client, user, mine):
@@ -799,12 +799,12 @@ def test_edit_and_parent_posts_need_the_csrf_token(strict, mine, post, with_htmx
 
 def test_delete_post_needs_the_csrf_token(strict, mine):
     assert strict.post(f"/files/{mine.pk}/delete/").status_code == 403
-    assert FileRecord.objects.filter(pk=mine.pk).exists()
+    assert FileRecord.objects.visible().filter(pk=mine.pk).exists()
 
     token = csrf_token_from(strict.get(f"/files/{mine.pk}/delete/"))
     response = strict.post(f"/files/{mine.pk}/delete/", {"csrfmiddlewaretoken": token})
     assert response.status_code == 302
-    assert not FileRecord.objects.filter(pk=mine.pk).exists()
+    assert not FileRecord.objects.visible().filter(pk=mine.pk).exists()
 
 
 def test_discard_post_needs_the_csrf_token(strict, uploading):

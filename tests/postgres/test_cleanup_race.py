@@ -7,13 +7,11 @@ object, never aborted with an object (or parts) left behind to bill for.
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import pytest
-import requests
 from django.utils import timezone
 
 from tests.helpers import ApiClient
@@ -21,39 +19,21 @@ from uploads.errors import UploadError
 from uploads.models import FileRecord
 from uploads.services import cleanup
 
-from .conftest import StoreView, run_together
+from .conftest import StoreView, ready_to_complete, run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Status = FileRecord.Status
-MIB = 1024 * 1024
-# What the losing complete answers: 409 invalid_state. moto also answers CompleteMultipartUpload
-# of an upload aborted a moment earlier with a 500 (a KeyError in its models), where S3 says
-# NoSuchUpload (as the verifying store does); botocore retries, then the client gets 503
-# storage_unavailable. The end state is checked the same way either way.
-LOSING_STATUSES = {"local": {409}, "s3": {409, 503}, "verifying": {409}}
+# What the losing complete answers: 409 invalid_state. moto answers CompleteMultipartUpload of
+# an upload aborted a moment earlier with a 500 (a KeyError in its models) where S3 says
+# NoSuchUpload (as the verifying store does): a store failure of a completion whose row has
+# ended is that same 409.
+LOSING_STATUSES = {"local": {409}, "s3": {409}, "verifying": {409}}
 ROUNDS = 20
 
 
 def prepare(api: ApiClient, backend: str, seed: int) -> tuple[dict[str, Any], bytes, list[dict]]:
     """An upload with every part in the store, ready to complete, already past its expiry."""
-    part_size = 1024 if backend == "local" else 5 * MIB
-    content = random.Random(seed).randbytes(part_size * (3 if backend == "local" else 1) + 777)
-    init = api.post(
-        "/v1/files/uploads",
-        {"file_name": f"race-{seed}.bin", "file_size": len(content), "part_size": part_size},
-    )
-    assert init.status_code == 201, init.content
-    body: dict[str, Any] = init.json()
-    parts = []
-    for target in body["presigned_urls"]:
-        n = target["part_number"]
-        chunk = content[(n - 1) * part_size : n * part_size]
-        if backend == "local":
-            response: Any = api.put_part(target["url"], chunk)
-        else:
-            response = requests.put(target["url"], data=chunk, timeout=60)
-        assert response.status_code == 200
-        parts.append({"part_number": n, "etag": response.headers["ETag"]})
+    body, content, parts = ready_to_complete(api, backend, seed)
     FileRecord.objects.filter(pk=body["id"]).update(
         upload_expires_at=timezone.now() - timedelta(seconds=1)
     )

@@ -3,42 +3,19 @@ every answer 200 with the same file or 409, and the stored bytes right."""
 
 from __future__ import annotations
 
-import random
-from typing import Any
-
 import pytest
-import requests
 
 from tests.helpers import ApiClient
 from uploads.models import FileRecord
 
-from .conftest import StoreView, run_together
+from .conftest import StoreView, ready_to_complete, run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
-MIB = 1024 * 1024
 CALLERS = 20
 
 
 def test_concurrent_completes_complete_once(backend, user, store_view: StoreView):
-    part_size = 1024 if backend == "local" else 5 * MIB
-    content = random.Random(5).randbytes(2 * part_size + 333)
-    api = ApiClient(user)
-    init = api.post(
-        "/v1/files/uploads",
-        {"file_name": "twenty.bin", "file_size": len(content), "part_size": part_size},
-    )
-    assert init.status_code == 201, init.content
-    body = init.json()
-    parts = []
-    for target in body["presigned_urls"]:
-        n = target["part_number"]
-        chunk = content[(n - 1) * part_size : n * part_size]
-        if backend == "local":
-            response: Any = api.put_part(target["url"], chunk)
-        else:
-            response = requests.put(target["url"], data=chunk, timeout=60)
-        assert response.status_code == 200
-        parts.append({"part_number": n, "etag": response.headers["ETag"]})
+    body, content, parts = ready_to_complete(ApiClient(user), backend, 5, full_parts=2, tail=333)
 
     url = f"/v1/files/uploads/{body['id']}/complete"
     clients = [ApiClient(user) for _ in range(CALLERS)]

@@ -23,7 +23,12 @@ from uploads.services import cleanup
 
 pytestmark = pytest.mark.django_db
 Status = FileRecord.Status
-NAMES = ["cleanup_expired_uploads", "cleanup_failed_uploads", "reconcile_storage"]
+NAMES = [
+    "cleanup_expired_uploads",
+    "cleanup_failed_uploads",
+    "purge_deleted_files",
+    "reconcile_storage",
+]
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -106,7 +111,7 @@ def test_reconcile_task_returns_its_counts(api, settings):
 def test_cleanup_all_runs_every_step(api):
     upload = expired_upload(api)
     result = tasks.cleanup_all()
-    assert set(result) == {"expired", "failed", "reconcile"}
+    assert set(result) == {"expired", "failed", "deleted", "reconcile"}
     assert result["expired"]["aborted"] == 1
     assert all(step["errors"] == 0 and step["finished"] for step in result.values())
     assert_aborted(upload)
@@ -123,7 +128,7 @@ def test_queue_settings_let_a_run_finish_before_it_is_killed_or_retried():
 # --- schedules --------------------------------------------------------------------------------
 
 
-def test_migrate_creates_the_three_schedules(db):
+def test_migrate_creates_the_schedules(db):
     Schedule.objects.all().delete()
     call_command("migrate", verbosity=0)
     rows = {s.name: s for s in Schedule.objects.all()}
@@ -150,8 +155,8 @@ def test_ensure_schedules_again_neither_duplicates_nor_resets_next_run(db):
     ensure_schedules()
     call_command("migrate", verbosity=0)
 
-    assert Schedule.objects.filter(name__in=NAMES).count() == 3
-    assert Schedule.objects.count() == 3
+    assert Schedule.objects.filter(name__in=NAMES).count() == len(NAMES) == 4
+    assert Schedule.objects.count() == len(NAMES)
     assert Schedule.objects.get(name="reconcile_storage").func == "uploads.tasks.reconcile_storage"
     # ...but the running cadence is kept.
     assert set(Schedule.objects.values_list("next_run", flat=True)) == {pinned}

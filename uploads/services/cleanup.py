@@ -1,4 +1,5 @@
-"""Cleanup of abandoned uploads: expired ones aborted, old failures deleted, the store reconciled.
+"""Cleanup of abandoned uploads: expired ones aborted, old failures deleted, deleted files purged
+after their retention period, the store reconciled.
 
 Batched: each batch is one locked select and one update; the store calls of a batch run in a
 bounded thread pool; one failing call is logged and counted while the rest go on. Each run has
@@ -14,14 +15,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from uploads.models import FileRecord
@@ -38,6 +39,8 @@ TIME_BUDGET_SECONDS = 300
 RETRY_AFTER = timedelta(minutes=5)
 
 Progress = Callable[[int], None]
+Row = tuple[object, str, str]
+PURGED_REASON = "Deleted, and purged from the store."
 
 
 @dataclass
@@ -50,6 +53,16 @@ class CleanupResult:
 
     def as_dict(self) -> dict[str, int | bool]:
         return asdict(self)
+
+
+def _in_store[T](
+    work: Callable[[T], str | None], items: Iterable[T], workers: int
+) -> tuple[list[str], int]:
+    """Run `work` on each item concurrently; return the file ids it did and the error count."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = list(pool.map(work, items))
+    done = [file_id for file_id in results if file_id is not None]
+    return done, len(results) - len(done)
 
 
 def _abort_all(
@@ -65,10 +78,7 @@ def _abort_all(
             return None
         return upload.file_id
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(pool.map(abort, uploads))
-    done = [file_id for file_id in results if file_id is not None]
-    return done, len(results) - len(done)
+    return _in_store(abort, uploads, workers)
 
 
 def _uploads(rows: Iterable[tuple[object, str, str]]) -> list[MultipartUpload]:
@@ -181,41 +191,142 @@ def cleanup_failed_uploads(
     deadline = time.monotonic() + time_budget
     handler = get_storage_handler()
     result = CleanupResult()
-    old = FileRecord.objects.filter(
+    # Deleted rows wait for their own retention period and purge (which also removes objects).
+    old = FileRecord.objects.visible().filter(
         upload_status__in=[Status.FAILED, Status.ABORTED],
         modified__lt=now - timedelta(days=days_old),
     )
     if dry_run:
         result.examined = result.deleted = old.count()
         return result
-    # Keyset paging: a row whose parts could not be removed stays behind the cursor, so it is
-    # tried once per run instead of again in every batch that follows.
-    after: tuple[datetime, object] | None = None
+
+    def abort(row: Row) -> str | None:
+        pk, key, upload_id = row
+        if upload_id:
+            try:
+                handler.abort(MultipartUpload(file_id=str(pk), key=key, upload_id=upload_id))
+            except StorageError:
+                logger.exception("cleanup: could not abort upload %s", upload_id)
+                return None
+        return str(pk)
+
+    _delete_after_store(old, "modified", abort, batch_size, workers, deadline, result, progress)
+    return result
+
+
+def _delete_after_store(
+    rows: QuerySet[FileRecord],
+    order: str,
+    work: Callable[[Row], str | None],
+    batch_size: int,
+    workers: int,
+    deadline: float,
+    result: CleanupResult,
+    progress: Progress | None,
+    claim: Callable[[list[object]], None] | None = None,
+) -> None:
+    """Page through `rows`, run `work` on each in the store, delete the rows it finished.
+
+    A row `work` could not finish is kept: deleting it would orphan what the store holds. Keyset
+    paging by (`order`, pk) leaves it behind the cursor, so it is tried once per run instead of
+    again in every batch that follows. With `claim`, each batch is locked and claimed first.
+    """
+    after: tuple[object, object] | None = None
     while True:
         if time.monotonic() > deadline:
             result.finished = False
-            break
-        page = old.order_by("modified", "pk")
-        if after is not None:
-            page = page.filter(Q(modified__gt=after[0]) | Q(modified=after[0], pk__gt=after[1]))
-        keyed = list(page.values_list("modified", "pk", "file", "upload_id")[:batch_size])
-        if not keyed:
-            break
+            return
+        with transaction.atomic():
+            page = rows.order_by(order, "pk")
+            if claim is not None:
+                page = page.select_for_update(skip_locked=True)
+            if after is not None:
+                page = page.filter(
+                    Q(**{f"{order}__gt": after[0]}) | Q(**{order: after[0], "pk__gt": after[1]})
+                )
+            keyed = list(page.values_list(order, "pk", "file", "upload_id")[:batch_size])
+            if not keyed:
+                return
+            if claim is not None:
+                claim([row[1] for row in keyed])
         after = (keyed[-1][0], keyed[-1][1])
-        rows = [row[1:] for row in keyed]
-        result.examined += len(rows)
-        done, errors = _abort_all(handler, _uploads(rows), workers)
+        batch: list[Row] = [(pk, key, upload_id) for _, pk, key, upload_id in keyed]
+        result.examined += len(batch)
+        done, errors = _in_store(work, batch, workers)
         result.errors += errors
-        # Keep rows whose parts could not be removed: deleting them would orphan the parts.
-        deletable = {*done, *(str(row[0]) for row in rows if not row[2])}
-        deleted, _ = FileRecord.objects.filter(pk__in=deletable).delete()
+        deleted, _ = rows.filter(pk__in=done).delete()
         result.deleted += deleted
         if progress:
-            progress(len(rows))
-        if errors == len(rows):
+            progress(len(batch))
+        if errors == len(batch):
             # Nothing could be cleaned in this batch: the store is down; try next run.
             result.finished = False
-            break
+            return
+
+
+def purge_from_store(handler: StorageHandler, key: str, upload_id: str) -> None:
+    """Remove all the store holds for one deleted file: its unfinished upload and its object.
+
+    Both calls succeed when there is nothing left, so a purge that failed halfway just runs again.
+    """
+    if upload_id:
+        handler.abort(MultipartUpload(file_id="", key=key, upload_id=upload_id))
+    if key:
+        handler.delete(key)
+
+
+def claim_for_purge(pks: Sequence[object], now: datetime) -> None:
+    """Mark deleted rows as being purged, inside the transaction that locked them.
+
+    A restore refuses anything not completed, so none can come back while its bytes go.
+    """
+    FileRecord.objects.filter(pk__in=pks, upload_status=Status.COMPLETED).update(
+        upload_status=Status.ABORTED, failure_reason=PURGED_REASON, modified=now
+    )
+
+
+def purge_deleted_files(
+    *,
+    retention_days: int | None = None,
+    batch_size: int = BATCH_SIZE,
+    workers: int = STORE_WORKERS,
+    time_budget: float = TIME_BUDGET_SECONDS,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> CleanupResult:
+    """Delete the objects and rows of files deleted more than `retention_days` ago."""
+    now = now or timezone.now()
+    if retention_days is None:
+        retention_days = settings.UPLOADS_DELETED_RETENTION_DAYS
+    deadline = time.monotonic() + time_budget
+    handler = get_storage_handler()
+    result = CleanupResult()
+    due = FileRecord.objects.deleted().filter(deleted_at__lt=now - timedelta(days=retention_days))
+    if dry_run:
+        result.examined = result.deleted = due.count()
+        return result
+
+    def purge(row: Row) -> str | None:
+        pk, key, upload_id = row
+        try:
+            purge_from_store(handler, key, upload_id)
+        except StorageError:
+            logger.exception("purge: could not remove file %s from the store", pk)
+            return None
+        return str(pk)
+
+    _delete_after_store(
+        due,
+        "deleted_at",
+        purge,
+        batch_size,
+        workers,
+        deadline,
+        result,
+        progress,
+        claim=lambda pks: claim_for_purge(pks, now),
+    )
     return result
 
 

@@ -28,7 +28,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from uploads.errors import (
@@ -37,6 +37,7 @@ from uploads.errors import (
     InvalidInput,
     InvalidTransition,
     LengthRequired,
+    PartsMismatch,
     QuotaExceeded,
     StorageUnavailable,
     UnsupportedFileType,
@@ -44,9 +45,11 @@ from uploads.errors import (
     UploadNotFound,
     UploadTooLarge,
     VerificationFailed,
+    size_text,
 )
 from uploads.models import FileRecord
 from uploads.selectors import file_queryset_for_user
+from uploads.services.cleanup import claim_for_purge, purge_from_store
 from uploads.services.parents import resolve_parent
 from uploads.storage import StorageError, get_storage_handler
 from uploads.storage.base import (
@@ -58,10 +61,15 @@ from uploads.storage.base import (
     MultipartUpload,
     ObjectInfo,
     PartNotFound,
+    PartsRejected,
     PartTarget,
+    PartToSign,
+    StorageBusy,
     StorageFull,
     StorageHandler,
+    StorageMisconfigured,
     StoredPart,
+    UploadRejected,
     normalize_etag,
 )
 from uploads.storage.local import (
@@ -88,6 +96,8 @@ SNIFF_BYTES = 8192
 # A completion claim older than this is taken to be from a crashed process. S3 may take
 # minutes to complete a 10,000-part upload; a local combine of 50 GB takes a few too.
 COMPLETING_TIMEOUT = timedelta(minutes=15)
+# Seconds a client is told to wait (Retry-After) when the store is busy or unreachable.
+STORAGE_RETRY_AFTER = 5
 
 
 # --- Validation shared by every client (API, portal JS, Python client) ---------------------
@@ -212,8 +222,10 @@ def parts_digest(parts: Sequence[CompletedPart]) -> str:
 # --- Lookups with the access rule --------------------------------------------------------
 
 
-def _locked(user: User, file_id: object, *, staff_ok: bool = True) -> FileRecord:
-    queryset = file_queryset_for_user(user, staff_ok=staff_ok)
+def _locked(
+    user: User, file_id: object, *, staff_ok: bool = True, deleted_ok: bool = False
+) -> FileRecord:
+    queryset = file_queryset_for_user(user, staff_ok=staff_ok, deleted_ok=deleted_ok)
     try:
         return queryset.select_for_update(of=("self",)).get(pk=file_id)
     except (FileRecord.DoesNotExist, ValidationError, ValueError) as exc:
@@ -234,10 +246,25 @@ def _multipart(record: FileRecord) -> MultipartUpload:
     )
 
 
-def _storage_unavailable(exc: Exception) -> UploadError:
-    logger.error("storage call failed: %s", exc, exc_info=exc)
+def storage_failure(exc: StorageError) -> StorageUnavailable | InsufficientStorage:
+    """What a client hears when the store failed: 503 (507 when it is full), never blamed on
+    the upload."""
     if isinstance(exc, StorageFull):
+        logger.error("storage full: %s", exc, exc_info=exc)
         return InsufficientStorage()
+    if isinstance(exc, StorageMisconfigured):
+        # Every call to the store will fail the same way until someone fixes the settings.
+        logger.error(
+            "STORAGE MISCONFIGURED (credentials, bucket, region or clock): %s", exc, exc_info=exc
+        )
+        return StorageUnavailable(
+            "The storage service refused this server's request (a server configuration "
+            "problem, now logged). Please try again later."
+        )
+    if isinstance(exc, StorageBusy):
+        logger.warning("storage busy or unreachable, client told to retry: %s", exc)
+        return StorageUnavailable(retry_after=STORAGE_RETRY_AFTER)
+    logger.error("storage call failed (%s): %s", exc.kind, exc, exc_info=exc)
     return StorageUnavailable()
 
 
@@ -315,19 +342,36 @@ def upload_initiate(
     except StorageError as exc:
         # Nothing exists in the store; leave nothing behind in the database either.
         record.delete()
-        raise _storage_unavailable(exc) from exc
+        raise storage_failure(exc) from exc
     FileRecord.objects.filter(pk=file_id).update(
         upload_id=upload.upload_id, upload_status=Status.UPLOADING
     )
     record.upload_id = upload.upload_id
     record.upload_status = Status.UPLOADING
-    expires_in = settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION
-    targets = _presign(handler, upload, first_batch, expires_in, part_checksums)
-    return InitiatedUpload(file=record, presigned_urls=targets, expires_in=expires_in)
+    targets = _presign(handler, record, first_batch, part_checksums)
+    return InitiatedUpload(
+        file=record,
+        presigned_urls=targets,
+        expires_in=settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION,
+    )
 
 
 def _new_expiry() -> Any:
     return timezone.now() + timedelta(seconds=settings.UPLOADS_EXPIRATION_SECONDS)
+
+
+def _keep_open_while_urls_live(record: FileRecord, urls_expire_in: int) -> None:
+    """Push the upload's expiry past the URLs just signed, and a full expiry window on.
+
+    Called after signing, so no URL signed for the upload outlives it: cleanup never aborts an
+    upload a client can still send parts to. Signing means the client is at work, too.
+    """
+    seconds = max(settings.UPLOADS_EXPIRATION_SECONDS, urls_expire_in)
+    expires = timezone.now() + timedelta(seconds=seconds)
+    later = Q(upload_expires_at__lt=expires) | Q(upload_expires_at__isnull=True)
+    open_rows = FileRecord.objects.filter(pk=record.pk, upload_status__in=FileRecord.OPEN_STATES)
+    if open_rows.filter(later).update(upload_expires_at=expires):
+        record.upload_expires_at = expires
 
 
 def presign_count(presign: object, num_parts: int) -> int:
@@ -405,7 +449,7 @@ def _reserve_quota(user: User, *, plan_size: int) -> None:
     if quota is None:
         return
     # Lock the user's row: two initiates for one user queue here, so both cannot slip under.
-    # Through the user model, never `type(user)`: the portal's request.user is a lazy wrapper.
+    # The user model, not type(user): a session's request.user is a lazy proxy (a 500 here).
     get_user_model()._default_manager.select_for_update().filter(pk=user.pk).first()
     used = (
         FileRecord.objects.filter(
@@ -423,17 +467,21 @@ def _reserve_quota(user: User, *, plan_size: int) -> None:
 
 def _presign(
     handler: StorageHandler,
-    upload: MultipartUpload,
+    record: FileRecord,
     numbers: Sequence[int],
-    expires_in: int,
-    checksums: Mapping[int, str] | None = None,
+    checksums: Mapping[int, str],
 ) -> list[PartTarget]:
+    """Sign URLs that take exactly each part's planned bytes (and checksum, if any)."""
+    if not numbers:
+        return []
+    expires_in = settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION
+    parts = [PartToSign(n, record.expected_part_size(n), checksums.get(n, "")) for n in numbers]
     try:
-        return handler.presign_parts(
-            upload, numbers, expires_in=expires_in, checksums=checksums or None
-        )
+        targets = handler.presign_parts(_multipart(record), parts, expires_in=expires_in)
     except StorageError as exc:
-        raise _storage_unavailable(exc) from exc
+        raise storage_failure(exc) from exc
+    _keep_open_while_urls_live(record, expires_in)
+    return targets
 
 
 # --- Complete ------------------------------------------------------------------------------
@@ -457,34 +505,33 @@ def _check_part_list(record: FileRecord, parts: Sequence[CompletedPart]) -> list
     return sorted(parts, key=lambda p: p.part_number)
 
 
-def verify_parts(
+def mismatched_parts(
     record: FileRecord, parts: Sequence[CompletedPart], stored: Sequence[StoredPart]
-) -> str | None:
-    """Why the stored parts do not make up the declared file, or None when they do."""
+) -> list[int]:
+    """The listed parts the store does not hold as listed: the ones to send again.
+
+    A part is wrong when the store lacks it, or holds it with another size than the plan's or
+    another ETag than the client's. With every part right, the sizes add up to the file's.
+    Parts the store holds beyond the plan are left out of the object and need nothing.
+    """
     by_number = {p.part_number: p for p in stored}
-    extra = sorted(set(by_number) - set(range(1, record.total_parts + 1)))
-    if extra:
-        return f"The store holds part {extra[0]}, beyond the declared {record.total_parts} parts."
-    total = 0
+    wrong = []
     for part in parts:
         held = by_number.get(part.part_number)
-        if held is None:
-            return f"Part {part.part_number} was never received."
-        expected = record.expected_part_size(part.part_number)
-        if held.size != expected:
-            return f"Part {part.part_number} has {held.size} bytes; expected {expected}."
-        if normalize_etag(held.etag) != normalize_etag(part.etag):
-            return f"Part {part.part_number}'s ETag does not match the stored part."
-        total += held.size
-    if total != record.file_size:
-        return f"The parts add up to {total} bytes; the file was declared as {record.file_size}."
-    return None
+        if (
+            held is None
+            or held.size != record.expected_part_size(part.part_number)
+            or normalize_etag(held.etag) != normalize_etag(part.etag)
+        ):
+            wrong.append(part.part_number)
+    return wrong
 
 
 def upload_complete(*, user: User, file_id: object, parts: Sequence[CompletedPart]) -> FileRecord:
     with transaction.atomic():
-        record = _locked(user, file_id, staff_ok=False)
-        if record.upload_status == Status.COMPLETED:
+        # The owner's deleted uploads too: completing one says why it cannot (409), not 404.
+        record = _locked(user, file_id, staff_ok=False, deleted_ok=True)
+        if record.upload_status == Status.COMPLETED and not record.deleted_at:
             return _repeat_completion(record, parts)
         _require_open(record, "completed")
         ordered = _check_part_list(record, parts)
@@ -525,22 +572,95 @@ def _complete_claimed(user: User, record: FileRecord, ordered: list[CompletedPar
         # finished, or cleanup. The store says which.
         return _finish_from_store(user, record, handler, ordered)
     except StorageError as exc:
-        raise _storage_unavailable(exc) from exc
-    problem = verify_parts(record, ordered, stored)
-    if problem:
-        _fail(record, handler, problem)
+        raise _store_failed(record, handler, exc) from exc
+    wrong = mismatched_parts(record, ordered, stored)
+    if wrong:
+        # Parts vanish from a listing while an abort removes them: then that is the answer.
+        # Otherwise nothing is lost: the client sends the wrong parts again.
+        raise _ended_meanwhile(record, handler) or PartsMismatch(wrong, record.upload_status)
     checksums = {part.part_number: part.checksum for part in stored}
     ordered = [replace(part, checksum=checksums.get(part.part_number, "")) for part in ordered]
     try:
         info = handler.complete(upload, ordered, content_type=record.file_content_type)
     except PartNotFound:
         return _finish_from_store(user, record, handler, ordered)
+    except PartsRejected as exc:
+        # The list matched the store a moment ago: a part was sent again in between.
+        raise _parts_rejected(record, handler, ordered) from exc
+    except UploadRejected as exc:
+        logger.error("store refused to complete %s as planned: %s", record.pk, exc)
+        _fail(
+            record,
+            handler,
+            "The store refuses parts smaller than 5 MiB except the last; this upload's parts "
+            f"are {size_text(record.part_size)}. Upload the file again with larger parts.",
+        )
     except StorageError as exc:
-        raise _storage_unavailable(exc) from exc
+        raise _store_failed(record, handler, exc) from exc
     return _mark_completed(user, record, handler, ordered, info)
 
 
+def _parts_rejected(
+    record: FileRecord, handler: StorageHandler, parts: Sequence[CompletedPart]
+) -> UploadError:
+    """The parts to send again after the store refused the list it had just agreed with."""
+    try:
+        stored = handler.list_parts(_multipart(record))
+    except StorageError as exc:
+        return _store_failed(record, handler, exc)
+    wrong = mismatched_parts(record, parts, stored)
+    return _ended_meanwhile(record, handler) or PartsMismatch(wrong, record.upload_status)
+
+
+def _store_failed(record: FileRecord, handler: StorageHandler, exc: StorageError) -> UploadError:
+    """A store call of a completion failed: a 409 if the upload ended meanwhile, else a 503."""
+    ended = _ended_meanwhile(record, handler)
+    if ended is None:
+        return storage_failure(exc)
+    logger.info("completion of %s failed in the store after it ended: %s", record.pk, exc)
+    return ended
+
+
+def _ended_meanwhile(record: FileRecord, handler: StorageHandler) -> InvalidTransition | None:
+    """The 409 to answer if the upload ended (abort, delete, cleanup) while completing, or None.
+
+    Those commit the row's new state before they touch the store, so whatever the store said
+    that looked wrong is explained by the row.
+    """
+    current = FileRecord.objects.filter(pk=record.pk).first()
+    if current is not None and current.is_open:
+        return None
+    return _ended_while_completing(current, handler, record.storage_key)
+
+
+def _ended_while_completing(
+    current: FileRecord | None, handler: StorageHandler, key: str
+) -> InvalidTransition:
+    """The 409 for a completion that lost to an abort, a delete or cleanup.
+
+    Whatever the store made of our completion must not outlive the upload: a completed file
+    (ours or another request's) keeps its bytes; anything else loses them.
+    """
+    if current is None or current.upload_status != Status.COMPLETED:
+        _delete_object_quietly(handler, key)
+    if current is None or current.deleted_at:
+        how = "deleted"
+    elif current.upload_status == Status.COMPLETED:
+        how = "completed by another request"
+    else:
+        how = str(current.upload_status)
+    return InvalidTransition(
+        f"This upload was {how} while this request was completing it.",
+        {"upload_status": current.upload_status if current else Status.ABORTED},
+    )
+
+
 def _require_open(record: FileRecord, action: str) -> None:
+    if record.deleted_at:
+        raise InvalidTransition(
+            f"This upload was deleted; it can no longer be {action}.",
+            {"upload_status": record.upload_status},
+        )
     if not record.is_open:
         raise InvalidTransition(
             f"This upload is {record.upload_status}; it can no longer be {action}.",
@@ -569,7 +689,7 @@ def _finish_from_store(
     except PartNotFound:
         info = None
     except StorageError as exc:
-        raise _storage_unavailable(exc) from exc
+        raise _store_failed(record, handler, exc) from exc
     if info is None or info.size != record.file_size:
         _fail(record, handler, "The upload no longer exists in the store.")
     return _mark_completed(user, record, handler, parts, info)
@@ -588,12 +708,15 @@ def _mark_completed(
         _delete_object_quietly(handler, record.storage_key)
         _fail(record, handler, problem)
     with transaction.atomic():
-        current = _locked(user, record.pk, staff_ok=False)
-        if current.upload_status == Status.COMPLETED:
+        # By id: the owner was checked at the start, and a delete meanwhile must not hide it.
+        current = FileRecord.objects.select_for_update().filter(pk=record.pk).first()
+        if current is not None and current.upload_status == Status.COMPLETED:
+            if current.deleted_at:
+                raise _ended_while_completing(current, handler, record.storage_key)
             if current.etag_digest == digest:
                 return current
             raise InvalidTransition("This upload is already completed with other parts.")
-        if current.is_open:
+        if current is not None and current.is_open:
             current.upload_status = Status.COMPLETED
             current.uploaded_parts = len(parts)
             current.etag = normalize_etag(info.etag)
@@ -603,24 +726,20 @@ def _mark_completed(
             current.failure_reason = ""
             current.save()
             return current
-    # Aborted (cleanup, the owner) while we were completing: what we stored must not survive.
-    _delete_object_quietly(handler, record.storage_key)
-    raise InvalidTransition(
-        f"This upload was {current.upload_status} while completing.",
-        {"upload_status": current.upload_status},
-    )
+    # Aborted or deleted (cleanup, the owner, staff) while we were completing.
+    raise _ended_while_completing(current, handler, record.storage_key)
 
 
 def _fail(record: FileRecord, handler: StorageHandler, reason: str) -> NoReturn:
-    """Abort the stored upload, commit the failed state, and tell the client why."""
+    """Abort the stored upload, commit the failed state, and tell the client why.
+
+    Only for an upload that can never complete; anything the client can fix keeps it open.
+    """
     aborted = _abort_quietly(handler, _multipart(record))
     with transaction.atomic():
-        current = FileRecord.objects.select_for_update().get(pk=record.pk)
-        if not current.is_open:
-            raise InvalidTransition(
-                f"This upload is {current.upload_status}; it can no longer be completed.",
-                {"upload_status": current.upload_status},
-            )
+        current = FileRecord.objects.select_for_update().filter(pk=record.pk).first()
+        if current is None or not current.is_open:
+            raise _ended_while_completing(current, handler, record.storage_key)
         current.upload_status = Status.FAILED
         current.failure_reason = reason
         if aborted:
@@ -653,7 +772,7 @@ def _delete_object_quietly(handler: StorageHandler, key: str) -> None:
 
 def upload_abort(*, user: User, file_id: object) -> FileRecord:
     with transaction.atomic():
-        record = _locked(user, file_id)
+        record = _locked(user, file_id, deleted_ok=True)
         # Aborted but still holding its upload id: an earlier abort got a 503 from the store.
         # The client's retry finishes that abort instead of meeting a 409.
         retrying = record.upload_status == Status.ABORTED and bool(record.upload_id)
@@ -668,7 +787,7 @@ def upload_abort(*, user: User, file_id: object) -> FileRecord:
             pass  # nothing of it is left in the store
         except StorageError as exc:
             # The record stays aborted with its upload id, so cleanup retries the store.
-            raise _storage_unavailable(exc) from exc
+            raise storage_failure(exc) from exc
     FileRecord.objects.filter(pk=record.pk, upload_status=Status.ABORTED).update(upload_id="")
     record.upload_id = ""
     logger.info("%s aborted upload %s (%s)", _actor(user), record.pk, record.file_name)
@@ -676,18 +795,65 @@ def upload_abort(*, user: User, file_id: object) -> FileRecord:
 
 
 def file_delete(*, user: User, file_id: object) -> None:
+    """Hide the file at once; its bytes stay (and count toward the quota) until purged.
+
+    An upload still in flight is aborted: its parts go now, and a completion under way finds
+    the row ended and removes whatever it stored.
+    """
     with transaction.atomic():
         record = _locked(user, file_id)
-        in_flight = record.is_open and bool(record.upload_id)
-        upload = _multipart(record)
-    if in_flight:
-        # An in-flight upload must not outlive its record in the store.
-        try:
-            get_storage_handler().abort(upload)
-        except StorageError as exc:
-            raise _storage_unavailable(exc) from exc
-    FileRecord.objects.filter(pk=record.pk).delete()
+        in_flight = record.is_open
+        record.deleted_at = timezone.now()
+        if in_flight:
+            record.upload_status = Status.ABORTED
+            record.failure_reason = "Deleted before it was completed."
+        record.save(update_fields=["deleted_at", "upload_status", "failure_reason", "modified"])
+    # No lock across the store call. If the abort fails, the row keeps its upload id and
+    # cleanup retries it: the delete itself is done.
+    if in_flight and _abort_quietly(get_storage_handler(), _multipart(record)):
+        FileRecord.objects.filter(pk=record.pk).update(upload_id="")
     logger.info("%s deleted file %s (%s)", _actor(user), record.pk, record.file_name)
+
+
+def _locked_deleted(user: User, file_id: object, action: str) -> FileRecord:
+    """Staff only: the deleted file's row, locked. Call inside a transaction."""
+    # Anyone else learns nothing, not even that the id exists.
+    if not getattr(user, "is_staff", False):
+        raise UploadNotFound()
+    record = _locked(user, file_id, deleted_ok=True)
+    if not record.deleted_at:
+        raise InvalidTransition(f"Only deleted files can be {action}; this one is not deleted.")
+    return record
+
+
+def file_restore(*, user: User, file_id: object) -> FileRecord:
+    """Staff: bring a deleted file back before its purge."""
+    with transaction.atomic():
+        record = _locked_deleted(user, file_id, "restored")
+        # A purge under way marks the row aborted first: its bytes may be gone already.
+        if record.upload_status != Status.COMPLETED:
+            raise InvalidTransition(
+                f"Only completed files can be restored; this one is {record.upload_status}.",
+                {"upload_status": record.upload_status},
+            )
+        record.deleted_at = None
+        record.save(update_fields=["deleted_at", "modified"])
+    logger.info("%s restored file %s (%s)", _actor(user), record.pk, record.file_name)
+    return record
+
+
+def file_purge(*, user: User, file_id: object) -> None:
+    """Staff: remove a deleted file's bytes and record now, before its retention ends."""
+    with transaction.atomic():
+        record = _locked_deleted(user, file_id, "purged")
+        claim_for_purge([record.pk], timezone.now())
+    try:
+        purge_from_store(get_storage_handler(), record.storage_key, record.upload_id)
+    except StorageError as exc:
+        # The row stays deleted (and can no longer be restored); purging again finishes it.
+        raise storage_failure(exc) from exc
+    FileRecord.objects.deleted().filter(pk=record.pk).delete()
+    logger.info("%s purged file %s (%s)", _actor(user), record.pk, record.file_name)
 
 
 def file_update(*, user: User, file_id: object, **changes: Any) -> FileRecord:
@@ -737,7 +903,7 @@ def file_download_url(*, user: User, file_id: object) -> str:
             expires_in=settings.UPLOADS_DOWNLOAD_URL_EXPIRATION,
         )
     except StorageError as exc:
-        raise _storage_unavailable(exc) from exc
+        raise storage_failure(exc) from exc
 
 
 def _sniffed_type_problem(record: FileRecord, handler: StorageHandler) -> str | None:
@@ -747,7 +913,7 @@ def _sniffed_type_problem(record: FileRecord, handler: StorageHandler) -> str | 
     try:
         head = handler.read_head(record.storage_key, SNIFF_BYTES)
     except StorageError as exc:
-        raise _storage_unavailable(exc) from exc
+        raise storage_failure(exc) from exc
     kind = filetype.guess(head)
     if kind is None:
         return None
@@ -793,7 +959,7 @@ def upload_parts(*, user: User, file_id: object) -> UploadParts:
     except PartNotFound as exc:
         raise InvalidTransition("This upload no longer exists in the store.") from exc
     except StorageError as exc:
-        raise _storage_unavailable(exc) from exc
+        raise storage_failure(exc) from exc
     return UploadParts(file=record, parts=sorted(parts, key=lambda p: p.part_number))
 
 
@@ -827,11 +993,6 @@ def upload_presign(
             f"Part numbers must be between 1 and {record.total_parts}.",
             {"field": "part_numbers", "invalid": outside[:20]},
         )
-    # Signing means the client is still at work: keep cleanup away for another expiry window.
-    FileRecord.objects.filter(pk=record.pk, upload_status__in=FileRecord.OPEN_STATES).update(
-        upload_expires_at=_new_expiry()
-    )
-    expires_in = settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION
     unique = list(dict.fromkeys(numbers))
     missing = [n for n in unique if record.checksum_algorithm and n not in part_checksums]
     if missing:
@@ -840,9 +1001,10 @@ def upload_presign(
             "to sign.",
             {"field": "checksums", "missing": missing[:20]},
         )
-    handler = get_storage_handler()
-    targets = _presign(handler, _multipart(record), unique, expires_in, part_checksums)
-    return PresignedParts(presigned_urls=targets, expires_in=expires_in)
+    targets = _presign(get_storage_handler(), record, unique, part_checksums)
+    return PresignedParts(
+        presigned_urls=targets, expires_in=settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION
+    )
 
 
 # --- Local-disk part endpoint --------------------------------------------------------------
@@ -867,19 +1029,22 @@ def local_part_receive(*, token: str, body: Readable, length: int | None) -> str
         if expected != 0:
             raise LengthRequired("Send the part with a Content-Length header.")
         length = 0
+    if length != expected:
+        # Refused before a byte is read, as S3 refuses a length other than the signed one.
+        refusal = UploadTooLarge if length > expected else InvalidInput
+        raise refusal(
+            f"Part {grant.part_number} must be exactly {size_text(expected)}; this request "
+            f"sends {size_text(length)}. Nothing was stored.",
+            {"part_number": grant.part_number, "expected_size": expected},
+        )
     try:
         return handler.receive_part(
-            _multipart(record),
-            grant.part_number,
-            body,
-            length=length,
-            limit=expected,
-            checksum=grant.checksum,
+            _multipart(record), grant.part_number, body, length=length, checksum=grant.checksum
         )
     except PartNotFound as exc:
         raise AccessDenied("This upload is no longer accepting parts.") from exc
     except StorageError as exc:
-        raise _storage_unavailable(exc) from exc
+        raise storage_failure(exc) from exc
 
 
 def local_download_open(*, token: str) -> tuple[IO[bytes], str]:

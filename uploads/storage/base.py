@@ -24,15 +24,48 @@ S3_MAX_OBJECT_SIZE = 5 * 1024 * GIB
 
 
 class StorageError(Exception):
-    """A storage backend call failed; the message is for logs, never for clients."""
+    """A storage backend call failed; the message is for logs, never for clients.
+
+    `kind` says what the failure means for the caller; services decide what the client hears.
+    """
+
+    kind = "failed"
 
 
 class PartNotFound(StorageError):
-    """The multipart upload no longer exists in the store."""
+    """The multipart upload (or object) no longer exists in the store."""
+
+    kind = "gone"
+
+
+class PartsRejected(StorageError):
+    """The store refused the part list at completion; sending the right parts fixes it."""
+
+    kind = "fixable"
+
+
+class UploadRejected(StorageError):
+    """The store refused to complete the upload as planned; it can never complete."""
+
+    kind = "uncompletable"
+
+
+class StorageMisconfigured(StorageError):
+    """The store refused our own credentials, bucket or signature: an operator must act."""
+
+    kind = "configuration"
+
+
+class StorageBusy(StorageError):
+    """The store is slow, overloaded or unreachable for now; the same call may work later."""
+
+    kind = "transient"
 
 
 class StorageFull(StorageError):
     """The store has no room (a full disk or quota); nothing partial was kept."""
+
+    kind = "full"
 
 
 def os_storage_error(action: str, exc: OSError) -> StorageError:
@@ -51,6 +84,16 @@ class MultipartUpload:
     upload_id: str
     # "SHA256" or "CRC32" when every part carries a client checksum the store must verify.
     checksum_algorithm: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PartToSign:
+    """One part a URL is signed for: its exact planned size, and its checksum if any."""
+
+    part_number: int
+    size: int
+    # Base64 digest when the upload has a checksum algorithm.
+    checksum: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +152,10 @@ class StorageHandler(Protocol):
     ) -> MultipartUpload: ...
 
     def presign_parts(
-        self,
-        upload: MultipartUpload,
-        part_numbers: Sequence[int],
-        *,
-        expires_in: int,
-        checksums: Mapping[int, str] | None = None,
-    ) -> list[PartTarget]: ...
+        self, upload: MultipartUpload, parts: Sequence[PartToSign], *, expires_in: int
+    ) -> list[PartTarget]:
+        """URLs that accept exactly each part's planned size (and checksum): nothing else."""
+        ...
 
     def list_parts(self, upload: MultipartUpload) -> list[StoredPart]: ...
 

@@ -16,7 +16,7 @@ import secrets
 import shutil
 import time
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +28,7 @@ from django.core.files import File
 from django.core.files.storage import Storage
 from django.urls import reverse
 
-from uploads.errors import AccessDenied, ChecksumMismatch, InvalidInput, UploadTooLarge
+from uploads.errors import AccessDenied, ChecksumMismatch, InvalidInput
 
 from .base import (
     MIB,
@@ -37,6 +37,7 @@ from .base import (
     ObjectInfo,
     PartNotFound,
     PartTarget,
+    PartToSign,
     StorageError,
     StoredPart,
     checksum_header,
@@ -184,29 +185,26 @@ class LocalStorageHandler:
         return MultipartUpload(file_id, key, upload_id, checksum_algorithm)
 
     def presign_parts(
-        self,
-        upload: MultipartUpload,
-        part_numbers: Sequence[int],
-        *,
-        expires_in: int,
-        checksums: Mapping[int, str] | None = None,
+        self, upload: MultipartUpload, parts: Sequence[PartToSign], *, expires_in: int
     ) -> list[PartTarget]:
+        # The part endpoint checks each body's length against the record's plan, as S3 checks
+        # the signed content-length.
         expires = int(time.time()) + expires_in
         targets = []
-        for number in part_numbers:
+        for part in parts:
             claims: dict[str, object] = {
                 "f": upload.file_id,
                 "u": upload.upload_id,
-                "p": number,
+                "p": part.part_number,
                 "e": expires,
             }
             headers = {}
             if upload.checksum_algorithm:
                 # Bound into the token, as S3 binds it into the signature.
-                claims["c"] = (checksums or {})[number]
-                headers = {checksum_header(upload.checksum_algorithm): str(claims["c"])}
+                claims["c"] = part.checksum
+                headers = {checksum_header(upload.checksum_algorithm): part.checksum}
             url = reverse("local-part", args=[_sign(claims, PART_SALT)])
-            targets.append(PartTarget(number, url, headers))
+            targets.append(PartTarget(part.part_number, url, headers))
         return targets
 
     def receive_part(
@@ -216,16 +214,13 @@ class LocalStorageHandler:
         body: Readable,
         *,
         length: int,
-        limit: int,
         checksum: str = "",
     ) -> str:
-        """Stream one part body to disk and return its ETag (the MD5 of its bytes).
+        """Stream one part body of `length` bytes to disk and return its ETag (its MD5).
 
         With a checksum algorithm on the upload, the body must match `checksum` or nothing
         is kept, as S3 refuses such a part.
         """
-        if length > limit:
-            raise UploadTooLarge(f"Part {part_number} may be at most {limit} bytes; got {length}.")
         directory = self._upload_dir(upload.upload_id)
         if not directory.is_dir():
             raise PartNotFound(f"upload {upload.upload_id} has no part directory")
@@ -288,7 +283,10 @@ class LocalStorageHandler:
             match = _PART_FILE.match(entry.name)
             if match:
                 number = int(match.group(1))
-                stat = entry.stat()
+                try:
+                    stat = entry.stat()
+                except FileNotFoundError:
+                    continue  # removed since the listing: by an abort, or replaced by a re-send
                 found[number] = (
                     Path(entry.path),
                     StoredPart(

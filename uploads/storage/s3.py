@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from django.conf import settings
 from django.utils.http import content_disposition_header
 from storages.backends.s3 import S3Storage
@@ -19,17 +27,80 @@ from .base import (
     MultipartUpload,
     ObjectInfo,
     PartNotFound,
+    PartsRejected,
     PartTarget,
+    PartToSign,
+    StorageBusy,
     StorageError,
+    StorageMisconfigured,
     StoredPart,
+    UploadRejected,
     checksum_header,
 )
 from .s3_presign import UploadPartPresigner
 
 logger = logging.getLogger(__name__)
 
-# S3 error codes that mean "that upload is gone" rather than "the store is failing".
+# What S3's error codes mean for the caller, the one place they are classified
+# (docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html).
+# The upload (or object) is gone.
 _GONE_CODES = {"NoSuchUpload", "NoSuchKey", "404"}
+# The part list does not match the stored parts: the client can re-send parts and complete.
+_FIXABLE_CODES = {"InvalidPart", "InvalidPartOrder", "BadDigest"}
+# The stored parts can never make an object: a non-last part under S3's 5 MiB minimum.
+_UNCOMPLETABLE_CODES = {"EntityTooSmall"}
+# Our credentials, bucket, region or clock are wrong: every retry fails the same way.
+_CONFIGURATION_CODES = {
+    "AccessDenied",
+    "AccountProblem",
+    "AllAccessDisabled",
+    "AuthorizationHeaderMalformed",
+    "ExpiredToken",
+    "InvalidAccessKeyId",
+    "InvalidBucketName",
+    "InvalidToken",
+    "NoSuchBucket",
+    "PermanentRedirect",
+    "RequestTimeTooSkewed",
+    "SignatureDoesNotMatch",
+}
+# Overload and timeouts; any 5xx answer is taken as transient too.
+_TRANSIENT_CODES = {
+    "InternalError",
+    "RequestTimeout",
+    "ServiceUnavailable",
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+}
+_CREDENTIAL_ERRORS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)
+_NETWORK_ERRORS = (BotoConnectionError, HTTPClientError)
+
+
+def _client_error(action: str, exc: ClientError) -> StorageError:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    message = f"{action}: {code or exc}"
+    if code in _GONE_CODES:
+        return PartNotFound(message)
+    if code in _FIXABLE_CODES:
+        return PartsRejected(message)
+    if code in _UNCOMPLETABLE_CODES:
+        return UploadRejected(message)
+    if code in _CONFIGURATION_CODES:
+        return StorageMisconfigured(message)
+    if code in _TRANSIENT_CODES or status >= 500:
+        return StorageBusy(message)
+    return StorageError(message)
+
+
+def _botocore_error(action: str, exc: BotoCoreError) -> StorageError:
+    message = f"{action}: {exc}"
+    if isinstance(exc, _CREDENTIAL_ERRORS):
+        return StorageMisconfigured(message)
+    if isinstance(exc, _NETWORK_ERRORS):
+        return StorageBusy(message)
+    return StorageError(message)
 
 
 @contextmanager
@@ -37,14 +108,11 @@ def _storage_errors(action: str) -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
         logger.warning("S3 %s failed: %s", action, exc)
-        if code in _GONE_CODES:
-            raise PartNotFound(f"{action}: {code}") from exc
-        raise StorageError(f"{action}: {code or exc}") from exc
+        raise _client_error(action, exc) from exc
     except BotoCoreError as exc:
         logger.warning("S3 %s failed: %s", action, exc)
-        raise StorageError(f"{action}: {exc}") from exc
+        raise _botocore_error(action, exc) from exc
 
 
 def _completion_client(storage: S3Storage) -> Any:
@@ -94,50 +162,30 @@ class S3StorageHandler:
         )
 
     def presign_parts(
-        self,
-        upload: MultipartUpload,
-        part_numbers: Sequence[int],
-        *,
-        expires_in: int,
-        checksums: Mapping[int, str] | None = None,
+        self, upload: MultipartUpload, parts: Sequence[PartToSign], *, expires_in: int
     ) -> list[PartTarget]:
-        if not part_numbers:
+        if not parts:
             return []
+        algorithm = upload.checksum_algorithm
         with _storage_errors("presign upload_part"):
-            if upload.checksum_algorithm:
-                return [
-                    self._presign_with_checksum(upload, n, (checksums or {})[n], expires_in)
-                    for n in part_numbers
-                ]
+            # The length (and checksum) are signed headers: S3 refuses any other body.
             signer = UploadPartPresigner(
                 self.client,
                 bucket=self.bucket,
                 key=upload.key,
                 upload_id=upload.upload_id,
                 expires_in=expires_in,
+                checksum_algorithm=algorithm,
                 fast=settings.UPLOADS_FAST_PRESIGN,
             )
-            return [PartTarget(part_number=n, url=signer.url(n)) for n in part_numbers]
-
-    def _presign_with_checksum(
-        self, upload: MultipartUpload, number: int, checksum: str, expires_in: int
-    ) -> PartTarget:
-        # The checksum becomes a signed header: S3 then refuses a body that does not match it.
-        # The fast signer covers only the plain layout, so botocore signs these.
-        algorithm = upload.checksum_algorithm
-        url = self.client.generate_presigned_url(
-            "upload_part",
-            Params={
-                "Bucket": self.bucket,
-                "Key": upload.key,
-                "UploadId": upload.upload_id,
-                "PartNumber": number,
-                f"Checksum{algorithm}": checksum,
-            },
-            ExpiresIn=expires_in,
-            HttpMethod="PUT",
-        )
-        return PartTarget(number, url, {checksum_header(algorithm): checksum})
+            return [
+                PartTarget(
+                    part.part_number,
+                    signer.url(part.part_number, size=part.size, checksum=part.checksum),
+                    {checksum_header(algorithm): part.checksum} if algorithm else {},
+                )
+                for part in parts
+            ]
 
     def list_parts(self, upload: MultipartUpload) -> list[StoredPart]:
         parts: list[StoredPart] = []

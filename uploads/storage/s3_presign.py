@@ -1,13 +1,14 @@
 """Fast SigV4 query signing for S3 `UploadPart` URLs.
 
 botocore's `generate_presigned_url` costs a few hundred microseconds a URL, seconds for a
-10,000-part upload. Every part URL of one upload differs only in `partNumber`, so this module
-asks botocore for one URL, learns its exact layout (host, path, parameter order, credential
-scope, timestamp) from it, derives the SigV4 signing key once, and signs the other part numbers
-from a fixed canonical-request template.
+10,000-part upload. Every part URL of one upload differs only in `partNumber` and in the values
+of its signed headers (`content-length`, and the part's checksum when the upload has one), so
+this module asks botocore for the first URL, learns its exact layout (host, path, parameter
+order, signed headers, credential scope, timestamp) from it, derives the SigV4 signing key once,
+and signs the other parts from a fixed canonical-request template.
 
-Safety: the template URL is also signed here and compared with botocore's own signature; any
-difference, or any layout this module does not know (extra signed headers, another algorithm),
+Safety: the first URL is also signed here and compared with botocore's own signature; any
+difference, or any layout this module does not know (other signed headers, another algorithm),
 sends every URL through botocore instead. Tests check byte-identical output against botocore for
 the same inputs and clock.
 """
@@ -17,25 +18,36 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from botocore.auth import _host_from_url
+
+from .base import checksum_header
 
 logger = logging.getLogger(__name__)
 
 _ALGORITHM = "AWS4-HMAC-SHA256"
 # S3 presigned URLs never sign the body.
 _UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+_LENGTH = "content-length"
 
 
 def _hmac(key: bytes, message: str) -> bytes:
     return hmac.new(key, message.encode(), hashlib.sha256).digest()
 
 
+def _header_value(value: str) -> str:
+    # SigV4's Trimall, as botocore applies it to every signed header value.
+    return " ".join(value.split())
+
+
 class UploadPartPresigner:
-    """Presigned `UploadPart` URLs for one multipart upload, all with one timestamp."""
+    """Presigned `UploadPart` URLs for one multipart upload, all with one timestamp.
+
+    Each URL signs the part's exact length (S3 refuses a body of any other length) and, with a
+    checksum algorithm, the part's checksum (S3 refuses a body that does not match it).
+    """
 
     def __init__(
         self,
@@ -45,33 +57,43 @@ class UploadPartPresigner:
         key: str,
         upload_id: str,
         expires_in: int,
+        checksum_algorithm: str = "",
         fast: bool = True,
     ) -> None:
         self._client = client
         self._params = {"Bucket": bucket, "Key": key, "UploadId": upload_id}
         self._expires_in = expires_in
+        self._checksum_param = f"Checksum{checksum_algorithm}" if checksum_algorithm else ""
+        self._checksum_header = checksum_header(checksum_algorithm) if checksum_algorithm else ""
+        # Decided by the first URL: botocore signs it, and its layout is learnt from it.
         # `fast=False` leaves every URL to botocore.
-        self._fast = fast and self._learn(self._botocore_url(1))
+        self._fast: bool | None = None if fast else False
 
-    def _botocore_url(self, part_number: int) -> str:
+    def _botocore_url(self, part_number: int, size: int, checksum: str) -> str:
+        params: dict[str, object] = {
+            **self._params,
+            "PartNumber": part_number,
+            "ContentLength": size,
+        }
+        if self._checksum_param:
+            params[self._checksum_param] = checksum
         url: str = self._client.generate_presigned_url(
-            "upload_part",
-            Params={**self._params, "PartNumber": part_number},
-            ExpiresIn=self._expires_in,
-            HttpMethod="PUT",
+            "upload_part", Params=params, ExpiresIn=self._expires_in, HttpMethod="PUT"
         )
         return url
 
-    def _learn(self, template: str) -> bool:
+    def _learn(self, template: str, part_number: int, size: int, checksum: str) -> bool:
         parts = urlsplit(template)
         pairs = [pair.partition("=") for pair in parts.query.split("&")]
         values = {key: value for key, _, value in pairs}
         signature = values.get("X-Amz-Signature", "")
         scope = values.get("X-Amz-Credential", "").split("%2F")
+        signed = unquote(values.get("X-Amz-SignedHeaders", "")).split(";")
+        expected = sorted(filter(None, ["host", _LENGTH, self._checksum_header]))
         known = (
             values.get("X-Amz-Algorithm") == _ALGORITHM
-            and values.get("X-Amz-SignedHeaders") == "host"
-            and values.get("partNumber") == "1"
+            and signed == expected
+            and values.get("partNumber") == str(part_number)
             and len(scope) == 5
             and scope[4] == "aws4_request"
             and pairs[-1][0] == "X-Amz-Signature"
@@ -97,17 +119,16 @@ class UploadPartPresigner:
             self._url_head += "&"
         self._url_tail = "".join(f"&{k}={v}" for k, v in unsigned[number_at + 1 :])
         ordered = sorted(unsigned)
-        sorted_at = ordered.index(("partNumber", "1"))
-        canonical_headers = f"host:{_host_from_url(template)}\n"
+        sorted_at = ordered.index(("partNumber", str(part_number)))
         self._canonical_head = f"PUT\n{parts.path}\n" + "".join(
             f"{k}={v}&" for k, v in ordered[:sorted_at]
         )
-        self._canonical_tail = (
-            "".join(f"&{k}={v}" for k, v in ordered[sorted_at + 1 :])
-            + f"\n{canonical_headers}\nhost\n{_UNSIGNED_PAYLOAD}"
-        )
+        # Canonical headers in name order: content-length < host < x-amz-checksum-*.
+        self._canonical_query_tail = "".join(f"&{k}={v}" for k, v in ordered[sorted_at + 1 :])
+        self._host_line = f"host:{_host_from_url(template)}\n"
+        self._canonical_tail = f"\n{';'.join(expected)}\n{_UNSIGNED_PAYLOAD}"
         self._sts_head = f"{_ALGORITHM}\n{timestamp}\n{date}/{region}/{service}/aws4_request\n"
-        if self._signature(1) != signature:
+        if self._signature(part_number, size, checksum) != signature:
             logger.warning("fast upload_part signer disagreed with botocore; using botocore")
             return False
         return True
@@ -120,23 +141,32 @@ class UploadPartPresigner:
             return None
         return credentials.get_frozen_credentials()
 
-    def _signature(self, part_number: int) -> str:
-        canonical = f"{self._canonical_head}partNumber={part_number}{self._canonical_tail}"
+    def _signature(self, part_number: int, size: int, checksum: str) -> str:
+        headers = f"{_LENGTH}:{size}\n{self._host_line}"
+        if self._checksum_header:
+            headers += f"{self._checksum_header}:{_header_value(checksum)}\n"
+        canonical = (
+            f"{self._canonical_head}partNumber={part_number}{self._canonical_query_tail}\n"
+            f"{headers}{self._canonical_tail}"
+        )
         mac = self._mac.copy()
         mac.update((self._sts_head + hashlib.sha256(canonical.encode()).hexdigest()).encode())
         return mac.hexdigest()
 
-    def url(self, part_number: int) -> str:
+    def url(self, part_number: int, *, size: int, checksum: str = "") -> str:
+        """The URL for one part of exactly `size` bytes (and `checksum`, with an algorithm)."""
+        if self._fast is None:
+            template = self._botocore_url(part_number, size, checksum)
+            self._fast = self._learn(template, part_number, size, checksum)
+            return template
         if not self._fast:
-            return self._botocore_url(part_number)
+            return self._botocore_url(part_number, size, checksum)
         return (
             f"{self._url_head}partNumber={part_number}{self._url_tail}"
-            f"&X-Amz-Signature={self._signature(part_number)}"
+            f"&X-Amz-Signature={self._signature(part_number, size, checksum)}"
         )
-
-    def urls(self, part_numbers: Sequence[int]) -> list[str]:
-        return [self.url(number) for number in part_numbers]
 
     @property
     def is_fast(self) -> bool:
-        return self._fast
+        """Whether URLs after the first are signed here (decided by the first URL)."""
+        return bool(self._fast)

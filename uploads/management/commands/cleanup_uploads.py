@@ -4,6 +4,7 @@ import sys
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
@@ -36,13 +37,19 @@ class ProgressBar:
 
 class Command(BaseCommand):
     help = (
-        "Abort expired uploads, delete old failed ones, and reconcile the store (all by default)."
+        "Abort expired uploads, delete old failed ones, purge deleted files past their "
+        "retention, and reconcile the store (all by default)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--expired", action="store_true", help="Abort expired uploads.")
         parser.add_argument("--failed", action="store_true", help="Delete old failed/aborted ones.")
         parser.add_argument("--days", type=int, default=7, help="Age for --failed (default 7).")
+        parser.add_argument(
+            "--deleted",
+            action="store_true",
+            help="Purge deleted files older than UPLOADS_DELETED_RETENTION_DAYS.",
+        )
         parser.add_argument(
             "--reconcile", action="store_true", help="Abort store uploads no record knows."
         )
@@ -56,8 +63,8 @@ class Command(BaseCommand):
         parser.add_argument("--progress", action="store_true", help="Show a progress bar.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        chosen = [name for name in ("expired", "failed", "reconcile") if options[name]]
-        steps = chosen or ["expired", "failed", "reconcile"]
+        names = ("expired", "failed", "deleted", "reconcile")
+        steps = [name for name in names if options[name]] or list(names)
         dry = options["dry_run"]
         show = options["progress"] or sys.stderr.isatty()
         now = timezone.now()
@@ -83,6 +90,13 @@ class Command(BaseCommand):
                     dry_run=dry,
                     progress=bar,
                     time_budget=options["time_budget"],
+                )
+            elif step == "deleted":
+                cutoff = now - timedelta(days=settings.UPLOADS_DELETED_RETENTION_DAYS)
+                total = FileRecord.objects.deleted().filter(deleted_at__lt=cutoff).count()
+                bar = ProgressBar("deleted", total, sys.stderr, show)
+                result = cleanup.purge_deleted_files(
+                    now=now, dry_run=dry, progress=bar, time_budget=options["time_budget"]
                 )
             else:
                 bar = ProgressBar("reconcile", 0, sys.stderr, False)
