@@ -11,14 +11,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.support import KIB, MIB
 from uploads.client import Client, ClientError
+from uploads.client.connection import PartTransport
 from uploads.client.models import PartURL
 from uploads.client.transfer import PartSender, PartSpec, Progress, Signer
 
-from .conftest import FAST_RETRY
+from .conftest import FAST_RETRY, Recording
 
 REFUSAL = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
 
@@ -90,3 +92,37 @@ def test_an_early_refusal_is_reported_within_seconds(tmp_path: Path) -> None:
     # refused again, each time as soon as the writes stalled.
     assert (refused.value.status, refused.value.code) == (403, "AccessDenied")
     assert elapsed < 8, f"took {elapsed:.1f} s"
+
+
+def test_a_tampered_url_refused_early_by_s3_is_reported_within_seconds(
+    verifying, make_client, write_file
+):
+    """The verifying S3 store answers 403 to a bad signature before reading the body; a 5 MiB
+    part must not wait for a write timeout to hear it."""
+    path, _ = write_file(5 * MIB, seed=33)
+
+    def tamper(request: httpx.Request, attempt: int) -> httpx.Response | None:
+        if "X-Amz-Signature" not in request.url.params:
+            return None
+        signature = request.url.params["X-Amz-Signature"]
+        other = signature[:-1] + ("0" if signature[-1] != "0" else "1")
+        forged = httpx.Request(
+            request.method,
+            request.url.copy_set_param("X-Amz-Signature", other),
+            headers=request.headers,
+            content=request.stream,
+        )
+        return parts.inner.handle_request(forged)
+
+    parts = Recording(fault=tamper)
+    # The client's own part transport under the recorder: it is the one that must notice.
+    parts.inner = PartTransport(limits=httpx.Limits())
+    client = make_client(part_transport=parts, timeout=60)
+    started = time.monotonic()
+    with pytest.raises(ClientError) as refused:
+        client.upload(path, part_size=5 * MIB)
+    elapsed = time.monotonic() - started
+
+    assert refused.value.status == 403
+    assert refused.value.code == "SignatureDoesNotMatch"
+    assert elapsed < 15, f"took {elapsed:.1f} s"

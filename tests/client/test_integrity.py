@@ -244,3 +244,56 @@ def test_the_composite_checksum_is_s3s(s3, make_client, write_file, tmp_path):
         same, differs = client.verify(path, uploaded.id), client.verify(other, uploaded.id)
         assert (same.method, same.matches, same.stored) == ("sha256", True, recorded)
         assert (differs.method, differs.matches) == ("sha256", False)
+
+
+def test_a_wrong_etag_at_complete_is_refused_then_repaired(
+    backend, make_client, part_size, write_file, tmp_path
+):
+    """End to end: the server answers `parts_mismatch` naming part 2, whose ETag reached the
+    client wrong (a proxy, a quoting bug); the upload stays open, the client sends part 2 again
+    and completes with exactly its file."""
+    path, content = write_file(2 * part_size + 99, seed=31)
+
+    def wrong_etag(request: httpx.Request, attempt: int) -> httpx.Response | None:
+        if part_number(request) != 2 or attempt != 1:
+            return None
+        real = parts.inner.handle_request(request)
+        real.read()
+        headers = {**real.headers, "etag": f'"{"0" * 32}"'}
+        return httpx.Response(real.status_code, headers=headers, content=real.content)
+
+    parts, api = Recording(fault=wrong_etag), Recording()
+    client = make_client(part_transport=parts, transport=api)
+    result = client.upload(path, part_size=part_size)
+
+    completes = [status for r, status in api.statuses if is_complete(r)]
+    assert completes == [400, 200]
+    assert sorted(parts.parts_put()) == [1, 2, 2, 3]
+    assert result.file.upload_status == "completed"
+    assert client.download(result.file.id, tmp_path / "copy.bin").read_bytes() == content
+
+
+def test_a_part_altered_on_the_wire_is_refused_by_s3_and_sent_again(
+    verifying, make_client, write_file, tmp_path
+):
+    """The verifying S3 store checks the SHA-256 signed into each part URL (moto does not)."""
+    part = 5 * 1024 * 1024
+    path, content = write_file(part + 1000, seed=32)
+
+    def tamper(request: httpx.Request, attempt: int) -> httpx.Response | None:
+        if part_number(request) != 1 or attempt != 1:
+            return None
+        body = bytearray(request.read())
+        body[100] ^= 0xFF
+        altered = httpx.Request(
+            request.method, request.url, headers=request.headers, content=bytes(body)
+        )
+        return parts.inner.handle_request(altered)
+
+    parts = Recording(fault=tamper)
+    client = make_client(part_transport=parts)
+    result = client.upload(path, part_size=part)
+
+    assert [status for r, status in parts.statuses if part_number(r) == 1] == [400, 200]
+    assert result.file.upload_status == "completed"
+    assert client.download(result.file.id, tmp_path / "copy.bin").read_bytes() == content

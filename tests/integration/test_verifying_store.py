@@ -43,9 +43,9 @@ def botocore_signed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     signed: list[int] = []
     original = UploadPartPresigner._botocore_url
 
-    def spy(self: UploadPartPresigner, part_number: int) -> str:
+    def spy(self: UploadPartPresigner, part_number: int, size: int, checksum: str) -> str:
         signed.append(part_number)
-        return original(self, part_number)
+        return original(self, part_number, size, checksum)
 
     monkeypatch.setattr(UploadPartPresigner, "_botocore_url", spy)
     return signed
@@ -247,3 +247,19 @@ def test_eleven_hundred_fast_signed_parts_are_accepted_and_listed(
 
     assert statuses == [200] * count
     assert stored_parts(api, upload) == {n: md5(chunk(content, n)) for n in range(1, count + 1)}
+
+
+@pytest.mark.parametrize("change", [+1, -1], ids=["longer", "shorter"])
+def test_a_body_of_another_length_than_the_part_is_refused(api, signer, change):
+    # Each URL signs its part's exact content-length: quota and storage cannot be bypassed by
+    # sending more than was planned, and a short body cannot pass for a whole part.
+    content = payload(2 * PART, seed=9)
+    upload = initiate(api, content)
+    body = chunk(content, 1)
+    other = body + b"x" if change > 0 else body[:-1]
+
+    assert s3_error(put(url_of(upload, 1), other), 403) == "SignatureDoesNotMatch"
+
+    assert stored_parts(api, upload) == {}
+    assert put(url_of(upload, 1), body).status_code == 200
+    assert stored_parts(api, upload) == {1: md5(body)}

@@ -28,6 +28,8 @@ class _Stream(httpcore.NetworkStream):
     def __init__(self, inner: httpcore.NetworkStream) -> None:
         self._inner = inner
         self._early = b""  # what the server sent while the body was still being written
+        # Set once the store refused a request on this connection (see PartTransport).
+        self.spent = False
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         if self._early:
@@ -83,6 +85,10 @@ class _Stream(httpcore.NetworkStream):
         return _Stream(self._inner.start_tls(ssl_context, server_hostname, timeout))
 
     def get_extra_info(self, info: str) -> object:
+        if info == "is_readable" and self.spent:
+            # httpcore asks this of an idle connection before reusing it: "readable" means the
+            # server hung up, so the pool drops it and opens a new one.
+            return True
         return self._inner.get_extra_info(info)
 
 
@@ -127,3 +133,13 @@ class PartTransport(httpx.HTTPTransport):
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=_Backend(),
         )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        stream = response.extensions.get("network_stream")
+        if response.status_code >= 400 and isinstance(stream, _Stream):
+            # A store that refuses a part may answer before reading its body, then read nothing
+            # more on that connection while keeping it open (LocalStack does); the rest of the
+            # body sits in the kernel's buffers, and the next request sent on it never arrives.
+            stream.spent = True
+        return response
