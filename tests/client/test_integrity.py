@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -114,6 +115,33 @@ def test_resume_of_an_upload_without_checksums_compares_md5_with_etag(
     assert client.download(result.file.id, tmp_path / "copy.bin").read_bytes() == bytes(second)
 
 
+def altering_part_once(number: int) -> Recording:
+    """A part transport that flips one byte of part `number`'s body on its first PUT."""
+
+    def tamper(request: httpx.Request, attempt: int) -> httpx.Response | None:
+        if part_number(request) != number or attempt != 1:
+            return None
+        body = bytearray(request.read())
+        body[100] ^= 0xFF
+        altered = httpx.Request(
+            request.method, request.url, headers=request.headers, content=bytes(body)
+        )
+        return recording.inner.handle_request(altered)
+
+    recording = Recording(fault=tamper)
+    return recording
+
+
+def send_with_one_part_altered(make_client, path: Path, part: int, number: int) -> Any:
+    parts = altering_part_once(number)
+    client = make_client(part_transport=parts)
+    result = client.upload(path, part_size=part)
+    # Refused by the store as not matching its signed checksum, then sent again as it is.
+    assert [status for r, status in parts.statuses if part_number(r) == number] == [400, 200]
+    assert result.file.upload_status == "completed"
+    return client, result
+
+
 def test_a_part_altered_on_the_wire_is_refused_and_sent_again(
     local_storage, make_client, write_file, tmp_path
 ):
@@ -121,22 +149,8 @@ def test_a_part_altered_on_the_wire_is_refused_and_sent_again(
     part = 4 * KIB
     path, content = write_file(3 * part + 1, seed=23)
 
-    def tamper(request: httpx.Request, attempt: int) -> httpx.Response | None:
-        if part_number(request) != 2 or attempt != 1:
-            return None
-        body = bytearray(request.read())
-        body[100] ^= 0xFF
-        altered = httpx.Request(
-            request.method, request.url, headers=request.headers, content=bytes(body)
-        )
-        return parts.inner.handle_request(altered)
+    client, result = send_with_one_part_altered(make_client, path, part, 2)
 
-    parts = Recording(fault=tamper)
-    client = make_client(part_transport=parts)
-    result = client.upload(path, part_size=part)
-
-    assert [status for r, status in parts.statuses if part_number(r) == 2] == [400, 200]
-    assert result.file.upload_status == "completed"
     assert client.download(result.file.id, tmp_path / "copy.bin").read_bytes() == content
 
 
@@ -280,20 +294,6 @@ def test_a_part_altered_on_the_wire_is_refused_by_s3_and_sent_again(
     part = 5 * 1024 * 1024
     path, content = write_file(part + 1000, seed=32)
 
-    def tamper(request: httpx.Request, attempt: int) -> httpx.Response | None:
-        if part_number(request) != 1 or attempt != 1:
-            return None
-        body = bytearray(request.read())
-        body[100] ^= 0xFF
-        altered = httpx.Request(
-            request.method, request.url, headers=request.headers, content=bytes(body)
-        )
-        return parts.inner.handle_request(altered)
+    client, result = send_with_one_part_altered(make_client, path, part, 1)
 
-    parts = Recording(fault=tamper)
-    client = make_client(part_transport=parts)
-    result = client.upload(path, part_size=part)
-
-    assert [status for r, status in parts.statuses if part_number(r) == 1] == [400, 200]
-    assert result.file.upload_status == "completed"
     assert client.download(result.file.id, tmp_path / "copy.bin").read_bytes() == content
