@@ -148,9 +148,9 @@ def test_a_part_body_of_another_length_never_reaches_the_file(
     """Each part URL takes exactly the planned length.
 
     The local part endpoint refuses any other length before reading the body, and S3 refuses it
-    because the length is signed into the URL (`content-length` in X-Amz-SignedHeaders). moto
-    does not verify signatures and takes the body: there the check at complete catches the
-    part's size, names it, and the upload stays open for the right bytes.
+    because the length is signed into the URL (`content-length` in X-Amz-SignedHeaders), as the
+    verifying store shows. moto does not verify signatures and takes the body: there the check at
+    complete catches the part's size, names it, and the upload stays open for the right bytes.
     """
     content = payload(sizes.file_size(2, tail=999), seed=3)
     upload = initiate(http_api, content, sizes)
@@ -166,6 +166,10 @@ def test_a_part_body_of_another_length_never_reaches_the_file(
         assert [p.name for p in store.local_part_files(upload["upload_id"])] == [
             f"00002.{md5(content[sizes.part :])}"
         ]
+        wrong = [{"part_number": 1, "etag": md5(body)}, *parts]
+    elif backend == "verifying":
+        assert put.status_code == 403, put.text
+        assert "<Code>SignatureDoesNotMatch</Code>" in put.text
         wrong = [{"part_number": 1, "etag": md5(body)}, *parts]
     else:
         assert "X-Amz-SignedHeaders=content-length%3Bhost&" in url
