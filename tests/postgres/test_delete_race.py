@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 Status = FileRecord.Status
 ROUNDS = 20
 # Seconds between the staggered starts of the ending request; a completion takes longer on S3.
-DELAY_STEP = {"local": 0.005, "s3": 0.08}
+DELAY_STEP = {"local": 0.005, "s3": 0.08, "verifying": 0.08}
 
 
 def stored_keys(store_view: StoreView) -> set[str]:
