@@ -346,7 +346,7 @@ def test_large_file_uploads_in_parts_with_progress(
     bar = row.get_by_role("progressbar")
     expect(row).to_have_attribute("data-state", "sending")
     expect(bar).to_have_attribute("aria-valuenow", NONZERO)
-    expect(row.get_by_test_id("upload-stats")).to_contain_text("of 12.6 MB")
+    expect(row.get_by_test_id("upload-stats")).to_contain_text("of 12.0 MiB")
     # Still sending while the page shows progress: it advanced before the upload was done.
     assert row.get_attribute("data-state") == "sending"
     gate.release()
