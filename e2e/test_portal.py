@@ -629,6 +629,10 @@ def test_resume_after_reload_sends_only_what_the_store_lacks_or_cannot_vouch_for
 
     uploader.wait_state(name, "done")
     row = uploader.row(name)
+    # What was found stays said after the upload is done.
+    expect(row.get_by_test_id("upload-note")).to_contain_text(
+        f"Resuming: {len(kept)} part(s) already stored."
+    )
     # What the store lacked, and what it holds but cannot show to be this file's, went over the
     # wire, each part once; the parts it vouched for did not.
     assert sorted(traffic.parts(file_id)) == sorted(set(range(1, parts + 1)) - kept)
