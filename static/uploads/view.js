@@ -1,7 +1,7 @@
-// The upload rows and the overall line: built from the page's <template>, painted at most once
-// per animation frame. A part's progress events come every few milliseconds per connection;
-// they only mark a row dirty, and the bar moves with `transform` (no layout), its text a few
-// times a second.
+// The upload rows and the overall line: built from the page's <template>, painted in an
+// animation frame at most ten times a second. A part's progress events come every few
+// milliseconds per connection; they only mark a row dirty. The bar moves with `transform` (no
+// layout; the compositor eases it between paints), its text a few times a second.
 
 import { formatBytes, formatDuration } from "./units.js";
 import { State } from "./upload.js";
@@ -16,6 +16,7 @@ const LABELS = {
   failed: "Failed",
   cancelled: "Cancelled",
 };
+const PAINT_EVERY_MS = 100;
 const TEXT_EVERY_MS = 250;
 const SPEED_WINDOW_MS = 5000;
 
@@ -164,6 +165,8 @@ export class View {
     this.rows = [];
     this.dirty = new Set();
     this.frame = 0;
+    this.timer = 0;
+    this.paintedAt = -Infinity;
     this.summaryAt = -Infinity;
   }
 
@@ -190,11 +193,20 @@ export class View {
 
   touch(row) {
     if (row) this.dirty.add(row);
-    if (!this.frame) this.frame = requestAnimationFrame((now) => this.paint(now));
+    if (this.frame || this.timer) return;
+    const wait = this.paintedAt + PAINT_EVERY_MS - performance.now();
+    if (wait <= 0) this.frame = requestAnimationFrame((now) => this.paint(now));
+    else {
+      this.timer = setTimeout(() => {
+        this.timer = 0;
+        this.frame = requestAnimationFrame((now) => this.paint(now));
+      }, wait);
+    }
   }
 
   paint(now) {
     this.frame = 0;
+    this.paintedAt = now;
     for (const row of this.dirty) row.paint(now);
     this.dirty.clear();
     this.paintSummary(now);
