@@ -30,7 +30,9 @@ def phone(signed_in_page: Page, user: Any) -> Page:
     return signed_in_page
 
 
-def test_no_page_scrolls_sideways_on_a_phone(phone: Page, live_server: LiveServer, user: Any) -> None:
+def test_no_page_scrolls_sideways_on_a_phone(
+    phone: Page, live_server: LiveServer, user: Any
+) -> None:
     page = phone
     record = FileRecordFactory(created_by=user, name=LONG, file_name=LONG, file_size=62_914_560)
     FileRecordFactory(
