@@ -10,7 +10,9 @@ on what the page shows or on requests Playwright reports, never on time.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -229,3 +231,86 @@ def test_no_retry_for_a_file_over_the_size_limit(
     row = uploader.row("big.bin")
     expect(row.get_by_test_id("upload-message")).not_to_have_text("")
     expect(row.get_by_role("button", name="Retry")).to_be_hidden()
+
+
+# A 1×1 PNG: the browser decodes it, so its thumbnail really loads.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d4944415478da63f8cfc0f01f0005000201a5c1a1a10000000049454e44ae426082"
+)
+
+
+def test_thumbnails_icons_overall_progress_duplicates_remove_and_clear(
+    uploader: Uploader, local_storage: None, live_server: LiveServer, user: Any, tmp_path: Path
+) -> None:
+    page = uploader.page
+    uploader.open()
+    picture = payload("cat.png", PNG, "image/png")
+    # A file on disk, as a user's: picked twice, it is the same file (name, size, modified).
+    report = tmp_path / "report.pdf"
+    report.write_bytes(b"%PDF-1.4 tiny")
+    uploader.pick(picture)
+    uploader.pick(report)
+    for name in ("cat.png", "report.pdf"):
+        uploader.wait_state(name, "done")
+
+    thumb = uploader.row("cat.png").locator(".kind img")
+    expect(thumb).to_have_attribute("src", re.compile(r"^blob:"))
+    assert thumb.evaluate("img => img.naturalWidth") == 1  # loaded, not refused by the CSP
+    expect(uploader.row("report.pdf").locator(".kind")).to_have_text("PDF")
+    overall = page.get_by_test_id("overall")
+    expect(overall).to_contain_text("2 of 2 file(s) done")
+    expect(overall).to_contain_text("100%")
+
+    # The same file again is refused, with a message; nothing is added.
+    page.set_input_files("#file-input", [report])
+    expect(page.get_by_test_id("uploader-notice")).to_have_text(
+        "“report.pdf” is already in the list."
+    )
+    expect(page.get_by_test_id("upload-row")).to_have_count(2)
+
+    uploader.row("report.pdf").get_by_role("button", name="Remove").click()
+    expect(page.get_by_test_id("upload-row")).to_have_count(1)
+    expect(overall).to_contain_text("1 of 1 file(s) done")
+    overall.get_by_role("button", name="Clear completed").click()
+    expect(page.get_by_test_id("upload-row")).to_have_count(0)
+    expect(overall).to_be_hidden()
+    assert record_named(user, "cat.png").upload_status == "completed"
+
+
+DROP = """([type, names]) => {
+  const data = new DataTransfer();
+  for (const name of names) {
+    data.items.add(new File(["dropped " + name], name, { type: "text/plain" }));
+  }
+  const event = new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true });
+  document.querySelector("h1").dispatchEvent(event);
+}"""
+
+
+def test_files_dropped_anywhere_on_the_page_are_uploaded(
+    uploader: Uploader, local_storage: None, live_server: LiveServer, user: Any
+) -> None:
+    page = uploader.page
+    uploader.open()
+    overlay = page.get_by_test_id("drop-overlay")
+    expect(overlay).to_be_hidden()
+    page.evaluate(DROP, ["dragenter", ["dropped.txt"]])
+    expect(overlay).to_be_visible()
+    expect(overlay).to_have_text("Drop the files to upload them")
+    page.evaluate(DROP, ["drop", ["dropped.txt"]])
+    expect(overlay).to_be_hidden()
+    uploader.wait_state("dropped.txt", "done")
+    assert record_named(user, "dropped.txt").file_size == len(b"dropped dropped.txt")
+
+
+def test_the_upload_page_shows_one_file_chooser(uploader: Uploader, local_storage: None) -> None:
+    page = uploader.page
+    uploader.open()
+    # The native input is there for the label and for drops, but not shown beside it.
+    box = page.locator("#file-input").bounding_box()
+    assert box and box["width"] <= 1 and box["height"] <= 1
+    expect(page.get_by_text("choose files")).to_be_visible()
+    with page.expect_file_chooser() as chooser:
+        page.get_by_text("choose files").click()
+    assert chooser.value.is_multiple()

@@ -314,7 +314,8 @@ SECURE_CSP: dict[str, list[str]] = {
     "default-src": [CSP.SELF],
     "script-src": [CSP.SELF, CSP.NONCE],
     "style-src": [CSP.SELF],
-    "img-src": [CSP.SELF, "data:"],
+    # blob: the uploader shows a picked image as its own thumbnail, without sending it anywhere.
+    "img-src": [CSP.SELF, "data:", "blob:"],
     "connect-src": [CSP.SELF, *UPLOADS_CSP_CONNECT_SRC],
     "object-src": [CSP.NONE],
     "base-uri": [CSP.SELF],

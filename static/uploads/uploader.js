@@ -31,6 +31,11 @@ export function mount(root) {
     summary: root.querySelector("#overall"),
     fileUrl: config.fileUrl,
   });
+  view.onremove = (upload) => {
+    uploads.splice(uploads.indexOf(upload), 1);
+    queue.remove(upload);
+  };
+  root.querySelector("#overall [data-action=clear]").addEventListener("click", () => view.clearCompleted());
   // data-checksums="off" (UPLOADS_BROWSER_CHECKSUMS=0): new uploads send no part checksums.
   const checksums = root.dataset.checksums !== "off";
   const uploads = [];
@@ -99,17 +104,32 @@ export function mount(root) {
       input.click();
     }
   });
-  for (const name of ["dragenter", "dragover"]) {
-    zone.addEventListener(name, (event) => {
-      event.preventDefault();
-      zone.classList.add("over");
-    });
-  }
-  for (const name of ["dragleave", "drop"]) {
-    zone.addEventListener(name, () => zone.classList.remove("over"));
-  }
-  zone.addEventListener("drop", (event) => {
+  // Files dragged anywhere over the page: an overlay says where they go, a drop anywhere adds them.
+  const overlay = document.getElementById("drop-overlay");
+  const carriesFiles = (event) => [...(event.dataTransfer?.types || [])].includes("Files");
+  let depth = 0; // dragenter/dragleave fire for every element crossed
+  document.addEventListener("dragenter", (event) => {
+    if (!carriesFiles(event)) return;
     event.preventDefault();
+    depth++;
+    overlay.hidden = false;
+    zone.classList.add("over");
+  });
+  document.addEventListener("dragover", (event) => {
+    if (carriesFiles(event)) event.preventDefault();
+  });
+  const hide = () => {
+    depth = 0;
+    overlay.hidden = true;
+    zone.classList.remove("over");
+  };
+  document.addEventListener("dragleave", () => {
+    if (--depth <= 0) hide();
+  });
+  document.addEventListener("drop", (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    hide();
     addAll(event.dataTransfer.files);
   });
 

@@ -47,6 +47,33 @@ function progressText(bytes, total, speed) {
   return parts.filter(Boolean).join(" · ");
 }
 
+const THUMBNAIL_MAX_BYTES = 20 * 1024 * 1024; // larger pictures get an icon: decoding costs
+const KINDS = [
+  [/^image\//, "IMG"],
+  [/^video\//, "VID"],
+  [/^audio\//, "AUD"],
+  [/pdf$/, "PDF"],
+  [/zip|compressed|tar|gzip|7z|rar/, "ZIP"],
+  [/^text\/|json|xml|csv/, "TXT"],
+];
+
+// An image shows itself (a blob: URL of the local file: nothing is fetched); any other file
+// a short label of its kind.
+function showKind(el, file) {
+  if (file.type.startsWith("image/") && file.size <= THUMBNAIL_MAX_BYTES) {
+    const img = document.createElement("img");
+    img.alt = "";
+    img.src = URL.createObjectURL(file);
+    img.addEventListener("error", () => img.replaceWith("IMG"), { once: true });
+    el.append(img);
+    return () => URL.revokeObjectURL(img.src);
+  }
+  const type = file.type || "";
+  const extension = (file.name.match(/\.([a-z0-9]{1,4})$/i) || [])[1] || "";
+  el.textContent = (KINDS.find(([pattern]) => pattern.test(type)) || [])[1] || extension.toUpperCase() || "FILE";
+  return () => {};
+}
+
 // A click that is the second of a double click: the button under it changed after the first.
 const repeated = (event) => event.detail > 1;
 
@@ -74,6 +101,7 @@ class Row {
 
     this.el.dataset.fileName = upload.file.name;
     this.name.textContent = upload.file.name; // text, never HTML: file names are user input
+    this.forget = showKind($(".kind"), upload.file);
     this.bar.setAttribute("aria-label", `Upload progress of ${upload.file.name}`);
     const { pause, resume, retry, cancel, remove } = this.buttons;
     pause.addEventListener("click", (e) => repeated(e) || upload.pause());
@@ -87,7 +115,7 @@ class Row {
         cancel.disabled = false;
       });
     });
-    remove?.addEventListener("click", () => onChange("remove", this));
+    remove.addEventListener("click", () => onChange("remove", this));
 
     upload.addEventListener("state", (event) => this.onState(event.detail));
     upload.addEventListener("resumed", (event) => {
@@ -129,7 +157,7 @@ class Row {
     resume.hidden = s !== State.PAUSED;
     cancel.hidden = [State.DONE, State.CANCELLED].includes(s);
     retry.hidden = !(s === State.FAILED && retryable);
-    if (remove) remove.hidden = ![State.DONE, State.CANCELLED, State.FAILED].includes(s);
+    remove.hidden = ![State.DONE, State.CANCELLED, State.FAILED].includes(s);
   }
 
   paint(now) {
@@ -182,13 +210,20 @@ export class View {
     return row;
   }
 
+  // Only a finished row goes: one still sending would go on unseen.
   remove(upload) {
     const row = this.rows.find((r) => r.upload === upload);
-    if (!row) return;
+    if (!row || upload.busy || upload.state === State.PAUSED) return;
     this.rows = this.rows.filter((r) => r !== row);
     this.dirty.delete(row);
+    row.forget();
     row.el.remove();
+    this.onremove?.(upload);
     this.touch(null);
+  }
+
+  clearCompleted() {
+    for (const row of this.rows.filter((r) => r.upload.state === State.DONE)) this.remove(row.upload);
   }
 
   touch(row) {
@@ -218,6 +253,7 @@ export class View {
     const counted = this.rows.filter((r) => r.upload.state !== State.CANCELLED);
     el.hidden = counted.length === 0;
     if (!counted.length) return;
+    el.querySelector("[data-action=clear]").hidden = !counted.some((r) => r.upload.state === State.DONE);
     let bytes = 0;
     let total = 0;
     let done = 0;
