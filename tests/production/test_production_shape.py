@@ -36,6 +36,8 @@ import requests
 from tests.conftest import free_port
 from tests.helpers import unavailable
 
+# Serial: its time bounds are about this test's requests, not a neighbour's load.
+pytestmark = pytest.mark.serial
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}

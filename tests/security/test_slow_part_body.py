@@ -24,6 +24,7 @@ from tests.helpers import HttpApi
 from uploads.models import FileRecord
 
 pytestmark = [
+    pytest.mark.serial,  # its time bounds are about its own requests, not a neighbour's load
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("local_disk"),
