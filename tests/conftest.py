@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 
 from project.settings import s3_storage_options
 from tests import verifying_s3
-from tests.helpers import AUTH_MODES, ApiClient
+from tests.helpers import AUTH_MODES, ApiClient, pin_local_disk
 from tests.ports import free_port
 
 MIB = 1024 * 1024
@@ -26,6 +26,12 @@ def _isolated_media(settings: Any, tmp_path: Any) -> None:
     """Each test gets its own media root and part directory, so no test sees another's files."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.UPLOADS_LOCAL_PARTS_DIR = tmp_path / "media" / ".parts"
+
+
+@pytest.fixture
+def local_disk(settings: Any) -> None:
+    """Pin the local-disk handler, whatever the environment configured."""
+    pin_local_disk(settings)
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django_q.models import Task
 
 from tests.factories import FileRecordFactory
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, pin_local_disk
 from tests.testapp.models import Post
 from uploads.errors import UploadNotFound
 from uploads.models import FileRecord
@@ -39,10 +39,7 @@ ROW = re.compile(r'data-testid="staff-row" data-file-id="([0-9a-f-]+)" data-stat
 def _local_storage(request: pytest.FixtureRequest, settings: Any) -> None:
     """The local-disk handler unless a test asks for the `backend` fixture's choice."""
     if "backend" not in request.fixturenames:
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-        }
+        pin_local_disk(settings)
 
 
 @pytest.fixture

@@ -45,14 +45,6 @@ def _needs_postgresql() -> None:
 
 
 @pytest.fixture
-def local_disk(settings: Any) -> None:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    }
-
-
-@pytest.fixture
 def http_api(live_server: Any, user: Any) -> Iterator[HttpApi]:
     api = HttpApi(live_server.url, user)
     yield api

@@ -21,7 +21,7 @@ from uploads.models import FileRecord
 from uploads.schedules import SCHEDULES, ensure_schedules
 from uploads.services import cleanup
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_disk")]
 Status = FileRecord.Status
 NAMES = [
     "cleanup_expired_uploads",
@@ -30,14 +30,6 @@ NAMES = [
     "reconcile_storage",
 ]
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture(autouse=True)
-def _local_storage(settings: Any) -> None:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    }
 
 
 def expired_upload(api: ApiClient) -> dict[str, Any]:

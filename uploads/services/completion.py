@@ -42,8 +42,8 @@ from uploads.services.shared import (
 from uploads.storage import StorageError, get_storage_handler
 from uploads.storage.base import (
     CompletedPart,
+    GoneFromStore,
     ObjectInfo,
-    PartNotFound,
     PartsRejected,
     StorageHandler,
     StoredPart,
@@ -146,7 +146,7 @@ def _complete_claimed(user: User, record: FileRecord, ordered: list[CompletedPar
     upload = multipart(record)
     try:
         stored = handler.list_parts(upload)
-    except PartNotFound:
+    except GoneFromStore:
         # The upload is gone from the store: a completion that crashed after the store
         # finished, or cleanup. The store says which.
         return _finish_from_store(user, record, handler, ordered)
@@ -161,7 +161,7 @@ def _complete_claimed(user: User, record: FileRecord, ordered: list[CompletedPar
     ordered = [replace(part, checksum=checksums.get(part.part_number, "")) for part in ordered]
     try:
         info = handler.complete(upload, ordered, content_type=record.file_content_type)
-    except PartNotFound:
+    except GoneFromStore:
         return _finish_from_store(user, record, handler, ordered)
     except PartsRejected as exc:
         # The list matched the store a moment ago: a part was sent again in between.
@@ -252,7 +252,7 @@ def _finish_from_store(
 ) -> FileRecord:
     try:
         info = handler.head(record.storage_key)
-    except PartNotFound:
+    except GoneFromStore:
         info = None
     except StorageError as exc:
         raise _store_failed(record, handler, exc) from exc

@@ -16,7 +16,7 @@ from uploads.models import FileRecord
 from uploads.services.shared import multipart, storage_failure
 from uploads.storage import StorageError, get_storage_handler
 from uploads.storage.base import (
-    PartNotFound,
+    GoneFromStore,
 )
 from uploads.storage.local import (
     LocalStorageHandler,
@@ -59,7 +59,7 @@ def local_part_receive(*, token: str, body: Readable, length: int | None) -> str
         return handler.receive_part(
             multipart(record), grant.part_number, body, length=length, checksum=grant.checksum
         )
-    except PartNotFound as exc:
+    except GoneFromStore as exc:
         raise AccessDenied("This upload is no longer accepting parts.") from exc
     except StorageError as exc:
         raise storage_failure(exc) from exc

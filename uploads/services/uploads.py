@@ -53,7 +53,7 @@ from uploads.services.shared import (
 )
 from uploads.storage import StorageError, get_storage_handler
 from uploads.storage.base import (
-    PartNotFound,
+    GoneFromStore,
     PartTarget,
     PartToSign,
     StorageHandler,
@@ -74,10 +74,6 @@ class InitiatedUpload:
     file: FileRecord
     presigned_urls: list[PartTarget]
     expires_in: int
-
-    def __getattr__(self, name: str) -> Any:
-        # Lets one response schema read the record's fields and the part URLs side by side.
-        return getattr(self.file, name)
 
 
 def upload_initiate(
@@ -226,7 +222,7 @@ def upload_abort(*, user: User, file_id: object) -> FileRecord:
     if record.upload_id:
         try:
             get_storage_handler().abort(multipart(record))
-        except PartNotFound:
+        except GoneFromStore:
             pass  # nothing of it is left in the store
         except StorageError as exc:
             # The record stays aborted with its upload id, so cleanup retries the store.
@@ -242,11 +238,27 @@ def upload_abort(*, user: User, file_id: object) -> FileRecord:
 
 @dataclass(frozen=True, slots=True)
 class UploadParts:
-    file: FileRecord
+    """What the store holds of an unfinished upload, beside the plan it must match."""
+
+    id: uuid.UUID
+    upload_status: str
+    file_size: int
+    part_size: int
+    total_parts: int
+    checksum_algorithm: str
     parts: list[StoredPart]
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.file, name)
+    @classmethod
+    def of(cls, record: FileRecord, parts: list[StoredPart]) -> UploadParts:
+        return cls(
+            id=record.pk,
+            upload_status=record.upload_status,
+            file_size=record.file_size,
+            part_size=record.part_size,
+            total_parts=record.total_parts,
+            checksum_algorithm=record.checksum_algorithm,
+            parts=sorted(parts, key=lambda p: p.part_number),
+        )
 
     @property
     def uploaded_bytes(self) -> int:
@@ -269,11 +281,11 @@ def upload_parts(*, user: User, file_id: object) -> UploadParts:
     record = _open_upload(user, file_id, "resumed")
     try:
         parts = get_storage_handler().list_parts(multipart(record))
-    except PartNotFound as exc:
+    except GoneFromStore as exc:
         raise InvalidTransition("This upload no longer exists in the store.") from exc
     except StorageError as exc:
         raise storage_failure(exc) from exc
-    return UploadParts(file=record, parts=sorted(parts, key=lambda p: p.part_number))
+    return UploadParts.of(record, parts)
 
 
 @dataclass(frozen=True, slots=True)
