@@ -22,12 +22,15 @@ from pytest_django.live_server_helper import LiveServer
 from e2e.test_portal import (  # noqa: F401 (fixtures, requested by name)
     KIB,
     HeldRequests,
+    Mode,
     PartGate,
     Traffic,
     Uploader,
     assert_completed_with,
     content,
     local_storage,
+    mode,
+    on_stores,
     payload,
     record_named,
     uploader,
@@ -314,3 +317,35 @@ def test_the_upload_page_shows_one_file_chooser(uploader: Uploader, local_storag
     with page.expect_file_chooser() as chooser:
         page.get_by_text("choose files").click()
     assert chooser.value.is_multiple()
+
+
+@on_stores("verifying")
+def test_urls_the_verifying_store_refuses_as_expired_are_signed_again(
+    uploader: Uploader, mode: Mode, settings: Any, live_server: LiveServer, user: Any
+) -> None:
+    """The verifying S3 answers 403 to an expired URL, early (before the body), no fault faked:
+    the part is signed again and sent, with the stall watchdog short in case Chromium's next
+    PUT waits on a connection the store kept open (this run does not always provoke that hang;
+    test_a_stalled_part_is_aborted_and_sent_again covers the watchdog itself)."""
+    page = uploader.page
+    settings.UPLOADS_DEFAULT_PART_SIZE = mode.part_size
+    settings.UPLOADS_BROWSER_STALL_SECONDS = 3
+    settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION = 0
+    data = content(mode.part_size + 4321, seed=180)
+    traffic = Traffic().watch(page)
+    signed: set[int] = set()
+
+    def renew(route: Route) -> None:
+        numbers = set(json.loads(route.request.post_data or "{}")["part_numbers"])
+        if numbers & signed:  # from the first re-sign on, URLs live for an hour again
+            settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION = 3600
+        signed.update(numbers)
+        route.continue_()
+
+    page.route(lambda url: url.endswith("/presign"), renew)
+    uploader.open().pick(payload("early.bin", data))
+
+    uploader.wait_state("early.bin", "done", timeout=60_000)
+    record = record_named(user, "early.bin")
+    assert 403 in [status for _f, _n, status in traffic.responses]
+    assert_completed_with(page, live_server, record, data)

@@ -250,10 +250,16 @@ export class View {
   paintSummary(now) {
     const el = this.summary;
     if (!el) return;
+    this.summaryParts ||= {
+      fill: el.querySelector(".fill"),
+      bar: el.querySelector(".bar"),
+      stats: el.querySelector(".upload-stats"),
+      clear: el.querySelector("[data-action=clear]"),
+    };
+    const { fill, bar, stats, clear } = this.summaryParts;
     const counted = this.rows.filter((r) => r.upload.state !== State.CANCELLED);
     el.hidden = counted.length === 0;
     if (!counted.length) return;
-    el.querySelector("[data-action=clear]").hidden = !counted.some((r) => r.upload.state === State.DONE);
     let bytes = 0;
     let total = 0;
     let done = 0;
@@ -265,14 +271,12 @@ export class View {
       done += upload.state === State.DONE;
       if (upload.state === State.SENDING) speed += row.rate;
     }
-    const fill = el.querySelector(".fill");
+    clear.hidden = done === 0;
     fill.style.transform = `scaleX(${total ? bytes / total : 1})`;
-    const percent = total ? Math.floor((bytes / total) * 100) : 100;
-    el.querySelector(".bar").setAttribute("aria-valuenow", String(percent));
+    bar.setAttribute("aria-valuenow", String(total ? Math.floor((bytes / total) * 100) : 100));
     if (now - this.summaryAt >= TEXT_EVERY_MS || !speed) {
       this.summaryAt = now;
-      el.querySelector(".upload-stats").textContent =
-        `${done} of ${counted.length} file(s) done · ` + progressText(bytes, total, speed);
+      stats.textContent = `${done} of ${counted.length} file(s) done · ${progressText(bytes, total, speed)}`;
     }
   }
 }
