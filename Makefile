@@ -29,6 +29,7 @@ VERIFYING_S3_ENV := VERIFYING_S3_PYTHON=$(abspath $(S3_PY))
 
 # Development defaults for `make run`; production reads the real environment instead.
 DEV_ENV := DEBUG=1
+PORT_OPEN = $(PY) -c "import socket, sys; sys.exit(socket.socket().connect_ex(('$(HOST)', $(PORT))))"
 
 .PHONY: help install install-run lock run run-s3 test lint browser nginx migrate clean bench \
 	bench-quick s3-install s3-verifying
@@ -52,13 +53,21 @@ FIND_PYTHON = py=""; for c in $(PYTHON) python3.14 python3.13 python3.12 python3
 	  echo "Install one (for example python3.13) or run: make PYTHON=/path/to/python3.12 ..." >&2; \
 	  exit 1; fi
 
+# The virtualenvs get no pip of their own (seeding one costs seconds): uv installs into them.
 $(PY):
 	@$(FIND_PYTHON); \
 	echo "Creating $(VENV) with $$($$py --version)"; \
-	$$py -m venv $(VENV)
+	$$py -m venv --without-pip $(VENV)
 
+# uv itself comes from the Python's own pip, or from a pip seeded into the virtualenv when that
+# Python has none.
 $(UV): | $(PY)
-	$(PY) -m pip install --quiet --quiet uv==$(UV_VERSION)
+	@$(FIND_PYTHON); \
+	if $$py -m pip --version >/dev/null 2>&1; then \
+	  $$py -m pip --python $(PY) install --quiet --quiet uv==$(UV_VERSION); \
+	else \
+	  $(PY) -m ensurepip --default-pip >/dev/null && \
+	  $(PY) -m pip install --quiet --quiet uv==$(UV_VERSION); fi
 
 # What running needs, and nothing else: the test tools stay out of `make run`'s way.
 $(RUN_STAMP): pyproject.toml uv.lock | $(UV)
@@ -82,7 +91,7 @@ lock: | $(UV)
 $(S3_PY):
 	@$(FIND_PYTHON); \
 	echo "Creating $(S3_VENV) (the verifying S3 store of the tests) with $$($$py --version)"; \
-	$$py -m venv $(S3_VENV)
+	$$py -m venv --without-pip $(S3_VENV)
 
 $(S3_STAMP): $(S3_LOCK) | $(S3_PY) $(UV)
 	$(UV) pip sync --quiet --python $(S3_PY) $(S3_LOCK)
@@ -96,15 +105,16 @@ s3-verifying: install s3-install
 	$(VERIFYING_S3_ENV) $(PY) -m tests.verifying_s3 $(VERIFYING_S3_PORT)
 
 migrate: install-run
-	$(DEV_ENV) $(PY) manage.py migrate --noinput
-	$(DEV_ENV) $(PY) manage.py create_demo_users
+	$(DEV_ENV) $(PY) manage.py create_demo_users --migrate
 
 # The django-q2 worker runs beside the web server, so scheduled cleanup and the staff
 # dashboard's "run cleanup now" work on a laptop too.
+# It starts once the portal answers, so the two do not compete for the CPU while starting.
 run: migrate
 	@echo "Portal: http://$(HOST):$(PORT)/  (demo/demo, staff admin/admin)  API docs: /v1/docs"
 	@set -e; \
-	$(DEV_ENV) $(PY) manage.py qcluster >/dev/null 2>&1 & worker=$$!; \
+	(until $(PORT_OPEN); do sleep 0.5; done; \
+	 exec env $(DEV_ENV) $(PY) manage.py qcluster) >/dev/null 2>&1 & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(DEV_ENV) $(PY) manage.py runserver $(HOST):$(PORT)
 
