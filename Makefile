@@ -157,6 +157,7 @@ test: install browser nginx s3-install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check uploads project
+	$(VENV)/bin/mypy
 
 # Every benchmark side by side against its baseline; the table also goes to bench/results.md.
 bench: install

@@ -101,7 +101,7 @@ class FileRecord(models.Model):
 
     @property
     def storage_key(self) -> str:
-        return self.file.name
+        return self.file.name or ""
 
     @property
     def is_open(self) -> bool:
