@@ -868,7 +868,9 @@ def test_get_file_returns_the_spec_fields(api, user, content):
     assert body["parent_object_id"] is None
 
 
-@pytest.mark.parametrize("file_id", ["not-a-uuid", str(uuid.uuid4()), "1"])
+@pytest.mark.parametrize(
+    "file_id", ["not-a-uuid", str(uuid.uuid4()), "1"], ids=["not-a-uuid", "unknown-uuid", "1"]
+)
 def test_get_unknown_or_malformed_id_is_404(api, file_id):
     assert_error(api.get(f"/v1/files/{file_id}"), 404, "not_found")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, unavailable
 from uploads.models import FileRecord
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +37,7 @@ def small_disk(tmp_path: Path, settings: Any) -> Iterator[Path]:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs (needs root): {mounted.stderr.strip()}")
+        unavailable(f"cannot mount a small tmpfs (needs root): {mounted.stderr.strip()}")
     try:
         settings.STORAGES = {
             **settings.STORAGES,

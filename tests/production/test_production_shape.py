@@ -34,6 +34,7 @@ import pytest
 import requests
 
 from tests.conftest import free_port
+from tests.helpers import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -62,9 +63,9 @@ def services() -> None:
         if not _reachable(host, port)
     ]  # fmt: skip
     if missing:
-        pytest.skip(f"the production shape needs {' and '.join(missing)}, which is unreachable")
+        unavailable(f"the production shape needs {' and '.join(missing)}, which is unreachable")
     if not NGINX:
-        pytest.skip("the production shape needs nginx (`make test` installs Debian's as root)")
+        unavailable("the production shape needs nginx (`make test` installs Debian's as root)")
 
 
 @pytest.fixture

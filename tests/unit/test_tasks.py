@@ -15,7 +15,7 @@ from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import Schedule, Task
 
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, unavailable
 from uploads import tasks
 from uploads.models import FileRecord
 from uploads.schedules import SCHEDULES, ensure_schedules
@@ -205,7 +205,7 @@ def redis_broker(monkeypatch: pytest.MonkeyPatch) -> Any:
     try:
         probe.ping()
     except redis.exceptions.ConnectionError as exc:
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {exc}")
+        unavailable(f"Redis is not reachable at {REDIS_URL}: {exc}")
     finally:
         probe.close()
     from django_q.brokers.redis_broker import Redis
