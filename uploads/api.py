@@ -113,8 +113,7 @@ def presign_parts(request: HttpRequest, file_id: str, payload: PresignIn) -> Any
         user=request.user,
         file_id=file_id,
         part_numbers=payload.part_numbers,
-        # Until the service takes Mapping[str, str] (its module is being restructured).
-        checksums=payload.checksums,  # type: ignore[arg-type]
+        checksums=payload.checksums,
     )
 
 

@@ -4,6 +4,7 @@ actor named in logs, and the store's failures as a client hears them."""
 from __future__ import annotations
 
 import logging
+from uuid import UUID
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
@@ -35,7 +36,7 @@ STORAGE_RETRY_AFTER = 5
 
 
 def locked(
-    user: User, file_id: object, *, staff_ok: bool = True, deleted_ok: bool = False
+    user: User, file_id: UUID | str, *, staff_ok: bool = True, deleted_ok: bool = False
 ) -> FileRecord:
     queryset = file_queryset_for_user(user, staff_ok=staff_ok, deleted_ok=deleted_ok)
     try:
