@@ -268,6 +268,10 @@ UPLOADS_LOCAL_PARTS_DIR = Path(env_str("UPLOADS_LOCAL_PARTS_DIR", str(MEDIA_ROOT
 # The portal's uploader signs each part's SHA-256 into its URL; off only for an S3-compatible
 # store that refuses x-amz-checksum-sha256 (the upload then rests on ETags and sizes).
 UPLOADS_BROWSER_CHECKSUMS = env_bool("UPLOADS_BROWSER_CHECKSUMS", True)
+# Part PUTs the portal's uploader runs at once, shared by every file on the page.
+UPLOADS_BROWSER_CONCURRENCY = env_int("UPLOADS_BROWSER_CONCURRENCY", 4)
+# A part PUT with no upload progress for this long is aborted and sent again.
+UPLOADS_BROWSER_STALL_SECONDS = env_int("UPLOADS_BROWSER_STALL_SECONDS", 30)
 
 # --- API auth ------------------------------------------------------------------------------
 NINJA_JWT = {
@@ -315,7 +319,8 @@ SECURE_CSP: dict[str, list[str]] = {
     "default-src": [CSP.SELF],
     "script-src": [CSP.SELF, CSP.NONCE],
     "style-src": [CSP.SELF],
-    "img-src": [CSP.SELF, "data:"],
+    # blob: the uploader shows a picked image as its own thumbnail, without sending it anywhere.
+    "img-src": [CSP.SELF, "data:", "blob:"],
     "connect-src": [CSP.SELF, *UPLOADS_CSP_CONNECT_SRC],
     "object-src": [CSP.NONE],
     "base-uri": [CSP.SELF],

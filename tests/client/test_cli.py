@@ -88,6 +88,7 @@ def test_upload_list_download_delete(run, write_file, tmp_path):
     assert code == EXIT_OK and {f["id"] for f in listed} == {big_id, small_id}
     code, text = run("list")
     assert code == EXIT_OK and big_id in text and "completed" in text
+    assert "200.0 KiB" in text  # sizes in the units every surface uses
 
     code, fetched = run("download", big_id, tmp_path / "copy.bin", "--json")
     assert code == EXIT_OK and fetched["bytes"] == len(big_bytes)
@@ -180,6 +181,28 @@ def test_exit_codes(run, write_file, tmp_path, monkeypatch, settings):
     assert code == EXIT_AUTH and anonymous["error"]["code"] == "not_authenticated"
     monkeypatch.delenv("DIRECT_UPLOADS_SERVER")
     assert run("list")[0] == EXIT_USAGE
+
+
+def test_no_terminal_and_no_password_says_how_to_give_one(tmp_path):
+    """Run as a script with nothing on standard input and no terminal to ask on: a clear
+    message and the usage exit code, not a traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIRECT_UPLOADS_")} | {
+        "DIRECT_UPLOADS_SERVER": f"http://127.0.0.1:{free_port()}",
+        "DIRECT_UPLOADS_USERNAME": "alice",
+        "XDG_CACHE_HOME": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "uploads.client", "list"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+        start_new_session=True,  # no controlling terminal: getpass cannot open /dev/tty
+        timeout=60,
+    )
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert "no password for alice: set DIRECT_UPLOADS_PASSWORD" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 # Runs a command and writes its peak RSS (KiB) to argv[1]. Measuring from here rather than from

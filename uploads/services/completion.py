@@ -35,6 +35,7 @@ from uploads.services.shared import (
     abort_quietly,
     delete_object_quietly,
     locked,
+    move,
     multipart,
     require_open,
     storage_failure,
@@ -278,21 +279,22 @@ def _mark_completed(
     with transaction.atomic():
         # By id: the owner was checked at the start, and a delete meanwhile must not hide it.
         current = FileRecord.objects.select_for_update().filter(pk=record.pk).first()
-        if current is not None and current.upload_status == Status.COMPLETED:
-            if current.deleted_at:
-                raise _ended_while_completing(current, handler, record.storage_key)
+        if current is None:
+            pass
+        elif current.upload_status == Status.COMPLETED and not current.deleted_at:
             if current.etag_digest == digest:
                 return current
             raise InvalidTransition("This upload is already completed with other parts.")
-        if current is not None and current.is_open:
-            current.upload_status = Status.COMPLETED
-            current.uploaded_parts = len(parts)
-            current.etag = normalize_etag(info.etag)
-            current.checksum = info.checksum
-            current.etag_digest = digest
-            current.completed_at = timezone.now()
-            current.failure_reason = ""
-            current.save()
+        elif move(
+            current,
+            Status.COMPLETED,
+            uploaded_parts=len(parts),
+            etag=normalize_etag(info.etag),
+            checksum=info.checksum,
+            etag_digest=digest,
+            completed_at=timezone.now(),
+            failure_reason="",
+        ):
             return current
     # Aborted or deleted (cleanup, the owner, staff) while we were completing.
     raise _ended_while_completing(current, handler, record.storage_key)
@@ -304,16 +306,11 @@ def _fail(record: FileRecord, handler: StorageHandler, reason: str) -> NoReturn:
     Only for an upload that can never complete; anything the client can fix keeps it open.
     """
     aborted = abort_quietly(handler, multipart(record))
-    with transaction.atomic():
-        current = FileRecord.objects.select_for_update().filter(pk=record.pk).first()
-        if current is None or not current.is_open:
-            raise _ended_while_completing(current, handler, record.storage_key)
-        current.upload_status = Status.FAILED
-        current.failure_reason = reason
-        if aborted:
-            current.upload_id = ""
-        current.save()
-    # Raised after the atomic block: the failed state is committed, not rolled back with us.
+    store_ended = {"upload_id": ""} if aborted else {}
+    if not move(record, Status.FAILED, failure_reason=reason, **store_ended):
+        raise _ended_while_completing(
+            FileRecord.objects.filter(pk=record.pk).first(), handler, record.storage_key
+        )
     raise VerificationFailed(reason, {"upload_status": Status.FAILED})
 
 

@@ -17,11 +17,18 @@ from uploads.errors import (
     UploadNotFound,
 )
 from uploads.models import FileRecord
-from uploads.selectors import file_queryset_for_user
 from uploads.services.cleanup import claim_for_purge, purge_from_store
 from uploads.services.parents import resolve_parent
 from uploads.services.rules import clean_description, clean_display_name
-from uploads.services.shared import User, abort_quietly, actor, locked, multipart, storage_failure
+from uploads.services.shared import (
+    User,
+    abort_quietly,
+    actor,
+    locked,
+    move,
+    multipart,
+    storage_failure,
+)
 from uploads.storage import StorageError, get_storage_handler
 
 logger = logging.getLogger(__name__)
@@ -37,12 +44,9 @@ def file_delete(*, user: User, file_id: UUID | str) -> None:
     """
     with transaction.atomic():
         record = locked(user, file_id)
-        in_flight = record.is_open
         record.deleted_at = timezone.now()
-        if in_flight:
-            record.upload_status = Status.ABORTED
-            record.failure_reason = "Deleted before it was completed."
-        record.save(update_fields=["deleted_at", "upload_status", "failure_reason", "modified"])
+        record.save(update_fields=["deleted_at", "modified"])
+        in_flight = move(record, Status.ABORTED, failure_reason="Deleted before it was completed.")
     # No lock across the store call. If the abort fails, the row keeps its upload id and
     # cleanup retries it: the delete itself is done.
     if in_flight and abort_quietly(get_storage_handler(), multipart(record)):
@@ -121,7 +125,7 @@ def file_set_parent(
 
 
 def file_download_url(*, user: User, file_id: UUID | str) -> str:
-    queryset = file_queryset_for_user(user)
+    queryset = FileRecord.objects.visible_to(user)
     try:
         record = queryset.get(pk=file_id)
     except (FileRecord.DoesNotExist, ValidationError, ValueError) as exc:

@@ -29,7 +29,6 @@ from uploads.errors import (
     UploadNotFound,
 )
 from uploads.models import FileRecord
-from uploads.selectors import file_queryset_for_user
 from uploads.services.parents import resolve_parent
 from uploads.services.rules import (
     PRESIGN_ALL,
@@ -45,7 +44,15 @@ from uploads.services.rules import (
     storage_key,
     strict_int,
 )
-from uploads.services.shared import User, actor, locked, multipart, require_open, storage_failure
+from uploads.services.shared import (
+    User,
+    actor,
+    locked,
+    move,
+    multipart,
+    require_open,
+    storage_failure,
+)
 from uploads.storage import StorageError, get_storage_handler
 from uploads.storage.base import (
     PartNotFound,
@@ -139,11 +146,12 @@ def upload_initiate(
         # Nothing exists in the store; leave nothing behind in the database either.
         record.delete()
         raise storage_failure(exc) from exc
-    FileRecord.objects.filter(pk=file_id).update(
-        upload_id=upload.upload_id, upload_status=Status.UPLOADING
-    )
-    record.upload_id = upload.upload_id
-    record.upload_status = Status.UPLOADING
+    if not move(record, Status.UPLOADING, allowed=[Status.PENDING], upload_id=upload.upload_id):
+        # Aborted or deleted before the store answered: keep the store's upload id on the row,
+        # so cleanup aborts it there, and tell the client the upload ended.
+        FileRecord.objects.filter(pk=file_id).update(upload_id=upload.upload_id)
+        record.refresh_from_db()
+        require_open(record, "started")
     targets = _presign(handler, record, first_batch, part_checksums)
     return InitiatedUpload(
         file=record,
@@ -165,7 +173,7 @@ def _keep_open_while_urls_live(record: FileRecord, urls_expire_in: int) -> None:
     seconds = max(settings.UPLOADS_EXPIRATION_SECONDS, urls_expire_in)
     expires = timezone.now() + timedelta(seconds=seconds)
     later = Q(upload_expires_at__lt=expires) | Q(upload_expires_at__isnull=True)
-    open_rows = FileRecord.objects.filter(pk=record.pk, upload_status__in=FileRecord.OPEN_STATES)
+    open_rows = FileRecord.objects.open().filter(pk=record.pk)
     if open_rows.filter(later).update(upload_expires_at=expires):
         record.upload_expires_at = expires
 
@@ -179,9 +187,9 @@ def _reserve_quota(user: AbstractBaseUser, *, plan_size: int) -> None:
     # The user model, not type(user): a session's request.user is a lazy proxy (a 500 here).
     get_user_model()._default_manager.select_for_update().filter(pk=user.pk).first()
     used = (
-        FileRecord.objects.filter(
-            created_by_id=user.pk, upload_status__in=[Status.COMPLETED, *FileRecord.OPEN_STATES]
-        ).aggregate(total=Sum("file_size"))["total"]
+        FileRecord.objects.holding_quota()
+        .filter(created_by_id=user.pk)
+        .aggregate(total=Sum("file_size"))["total"]
         or 0
     )
     if used + plan_size > quota:
@@ -219,8 +227,7 @@ def upload_abort(*, user: User, file_id: UUID | str) -> FileRecord:
         retrying = record.upload_status == Status.ABORTED and bool(record.upload_id)
         if not retrying:
             require_open(record, "aborted")
-            record.upload_status = Status.ABORTED
-            record.save(update_fields=["upload_status", "modified"])
+            move(record, Status.ABORTED)
     if record.upload_id:
         try:
             get_storage_handler().abort(multipart(record))
@@ -253,7 +260,7 @@ class UploadParts:
 
 def _open_upload(user: User, file_id: UUID | str, action: str) -> FileRecord:
     try:
-        record = file_queryset_for_user(user, staff_ok=False).get(pk=file_id)
+        record = FileRecord.objects.visible_to(user, staff_ok=False).get(pk=file_id)
     except (FileRecord.DoesNotExist, ValidationError, ValueError) as exc:
         raise UploadNotFound() from exc
     require_open(record, action)
