@@ -1,16 +1,22 @@
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # moto reads this at import: without it every response carries permissive CORS headers.
 os.environ.setdefault("MOTO_DISABLE_GLOBAL_CORS", "1")
 
 import boto3
+import hypothesis.configuration
 import pytest
+import schemathesis.core.storage
 from django.contrib.auth import get_user_model
 
 from project.settings import s3_storage_options
@@ -19,6 +25,13 @@ from tests.helpers import AUTH_MODES, ApiClient, pin_local_disk
 from tests.ports import free_port
 
 MIB = 1024 * 1024
+
+# Hypothesis and Schemathesis keep their state (example databases, caches, crash reports) under
+# the current directory unless told otherwise: a test run writes nothing into the work tree.
+_TOOL_STATE = Path(tempfile.mkdtemp(prefix="direct-uploads-tests-"))
+atexit.register(shutil.rmtree, _TOOL_STATE, ignore_errors=True)
+hypothesis.configuration.set_hypothesis_home_dir(_TOOL_STATE / "hypothesis")
+schemathesis.core.storage.DEFAULT_ROOT = _TOOL_STATE / "schemathesis"
 
 
 @pytest.fixture(autouse=True)

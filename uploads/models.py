@@ -46,7 +46,7 @@ class FileRecordQuerySet(models.QuerySet["FileRecord"]):
             return queryset.none()
         if staff_ok and getattr(user, "is_staff", False):
             return queryset
-        return queryset.filter(created_by=user)
+        return queryset.filter(created_by_id=user.pk)
 
     def open(self) -> FileRecordQuerySet:
         """Uploads that may still complete or be aborted."""
@@ -166,7 +166,7 @@ class FileRecord(models.Model):
 
     @property
     def storage_key(self) -> str:
-        return self.file.name
+        return self.file.name or ""
 
     @property
     def is_open(self) -> bool:

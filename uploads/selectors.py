@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -34,7 +36,7 @@ ORDERINGS: dict[str, tuple[Any, ...]] = {
 }
 
 
-def file_get_for_user(*, user: AbstractBaseUser | AnonymousUser, file_id: object) -> FileRecord:
+def file_get_for_user(*, user: AbstractBaseUser | AnonymousUser, file_id: UUID | str) -> FileRecord:
     try:
         return FileRecord.objects.visible_to(user).get(pk=file_id)
     except (FileRecord.DoesNotExist, ValidationError, ValueError) as exc:
@@ -146,7 +148,7 @@ class DashboardStats:
     in_flight: int
     stale: int
     failed_24h: int
-    top_users: list[dict[str, Any]]
+    top_users: Sequence[Mapping[str, Any]]
     per_day: list[tuple[date, int]]
     # Deleted files whose bytes are still stored, awaiting their purge.
     deleted: dict[str, int]

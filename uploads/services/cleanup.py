@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
@@ -39,7 +40,7 @@ TIME_BUDGET_SECONDS = 300
 RETRY_AFTER = timedelta(minutes=5)
 
 Progress = Callable[[int], None]
-Row = tuple[object, str, str]
+Row = tuple[UUID, str, str]
 PURGED_REASON = "Deleted, and purged from the store."
 
 
@@ -81,7 +82,7 @@ def _abort_all(
     return _in_store(abort, uploads, workers)
 
 
-def _uploads(rows: Iterable[tuple[object, str, str]]) -> list[MultipartUpload]:
+def _uploads(rows: Iterable[Row]) -> list[MultipartUpload]:
     return [
         MultipartUpload(file_id=str(pk), key=key, upload_id=upload_id)
         for pk, key, upload_id in rows
@@ -150,7 +151,7 @@ def cleanup_expired_uploads(
 
 def _abort_in_store(
     handler: StorageHandler,
-    rows: list[tuple[object, str, str]],
+    rows: Sequence[Row],
     workers: int,
     result: CleanupResult,
 ) -> None:
@@ -226,7 +227,7 @@ def _delete_after_store(
     deadline: float,
     result: CleanupResult,
     progress: Progress | None,
-    claim: Callable[[list[object]], None] | None = None,
+    claim: Callable[[list[UUID]], None] | None = None,
 ) -> None:
     """Page through `rows`, run `work` on each in the store, delete the rows it finished.
 
@@ -278,7 +279,7 @@ def purge_from_store(handler: StorageHandler, key: str, upload_id: str) -> None:
         handler.delete(key)
 
 
-def claim_for_purge(pks: Sequence[object], now: datetime) -> None:
+def claim_for_purge(pks: Sequence[UUID], now: datetime) -> None:
     """Mark deleted rows as being purged, inside the transaction that locked them.
 
     A restore refuses anything not completed, so none can come back while its bytes go.

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, NoReturn
+from uuid import UUID
 
 import filetype
 from django.conf import settings
@@ -106,7 +107,9 @@ def mismatched_parts(
     return wrong
 
 
-def upload_complete(*, user: User, file_id: object, parts: Sequence[CompletedPart]) -> FileRecord:
+def upload_complete(
+    *, user: User, file_id: UUID | str, parts: Sequence[CompletedPart]
+) -> FileRecord:
     with transaction.atomic():
         # The owner's deleted uploads too: completing one says why it cannot (409), not 404.
         record = locked(user, file_id, staff_ok=False, deleted_ok=True)

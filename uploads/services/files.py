@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 Status = FileRecord.Status
 
 
-def file_delete(*, user: User, file_id: object) -> None:
+def file_delete(*, user: User, file_id: UUID | str) -> None:
     """Hide the file at once; its bytes stay (and count toward the quota) until purged.
 
     An upload still in flight is aborted: its parts go now, and a completion under way finds
@@ -53,7 +54,7 @@ def file_delete(*, user: User, file_id: object) -> None:
     logger.info("%s deleted file %s (%s)", actor(user), record.pk, record.file_name)
 
 
-def _locked_deleted(user: User, file_id: object, action: str) -> FileRecord:
+def _locked_deleted(user: User, file_id: UUID | str, action: str) -> FileRecord:
     """Staff only: the deleted file's row, locked. Call inside a transaction."""
     # Anyone else learns nothing, not even that the id exists.
     if not getattr(user, "is_staff", False):
@@ -64,7 +65,7 @@ def _locked_deleted(user: User, file_id: object, action: str) -> FileRecord:
     return record
 
 
-def file_restore(*, user: User, file_id: object) -> FileRecord:
+def file_restore(*, user: User, file_id: UUID | str) -> FileRecord:
     """Staff: bring a deleted file back before its purge."""
     with transaction.atomic():
         record = _locked_deleted(user, file_id, "restored")
@@ -80,7 +81,7 @@ def file_restore(*, user: User, file_id: object) -> FileRecord:
     return record
 
 
-def file_purge(*, user: User, file_id: object) -> None:
+def file_purge(*, user: User, file_id: UUID | str) -> None:
     """Staff: remove a deleted file's bytes and record now, before its retention ends."""
     with transaction.atomic():
         record = _locked_deleted(user, file_id, "purged")
@@ -94,7 +95,7 @@ def file_purge(*, user: User, file_id: object) -> None:
     logger.info("%s purged file %s (%s)", actor(user), record.pk, record.file_name)
 
 
-def file_update(*, user: User, file_id: object, **changes: Any) -> FileRecord:
+def file_update(*, user: User, file_id: UUID | str, **changes: Any) -> FileRecord:
     unknown = set(changes) - {"name", "description"}
     if unknown:
         raise InvalidInput(f"Only name and description can be changed, not {sorted(unknown)}.")
@@ -112,7 +113,7 @@ def file_update(*, user: User, file_id: object, **changes: Any) -> FileRecord:
 
 
 def file_set_parent(
-    *, user: User, file_id: object, parent_content_type: str | None, parent_object_id: object
+    *, user: User, file_id: UUID | str, parent_content_type: str | None, parent_object_id: object
 ) -> FileRecord:
     content_type, object_id = resolve_parent(user, parent_content_type, parent_object_id)
     with transaction.atomic():
@@ -123,7 +124,7 @@ def file_set_parent(
     return record
 
 
-def file_download_url(*, user: User, file_id: object) -> str:
+def file_download_url(*, user: User, file_id: UUID | str) -> str:
     queryset = FileRecord.objects.visible_to(user)
     try:
         record = queryset.get(pk=file_id)

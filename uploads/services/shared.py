@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from typing import Any
+from uuid import UUID
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
@@ -37,7 +38,7 @@ STORAGE_RETRY_AFTER = 5
 
 
 def locked(
-    user: User, file_id: object, *, staff_ok: bool = True, deleted_ok: bool = False
+    user: User, file_id: UUID | str, *, staff_ok: bool = True, deleted_ok: bool = False
 ) -> FileRecord:
     queryset = FileRecord.objects.visible_to(user, staff_ok=staff_ok, deleted_ok=deleted_ok)
     try:

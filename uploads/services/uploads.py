@@ -12,9 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q, Sum
@@ -90,9 +92,12 @@ def upload_initiate(
     parent_object_id: object = None,
     presign: object = PRESIGN_ALL,
     checksum_algorithm: str | None = None,
-    checksums: Mapping[object, object] | None = None,
+    checksums: Mapping[str, str] | None = None,
 ) -> InitiatedUpload:
+    # The API and the portal authenticate first: an upload always has an owner.
+    assert user.is_authenticated
     plan = plan_parts(file_size=file_size, part_size=part_size, num_parts=num_parts)
+    size = int(file_size)  # type: ignore[call-overload]  # plan_parts checked it is a whole number
     algorithm = clean_checksum_algorithm(checksum_algorithm)
     part_checksums = clean_checksums(algorithm, checksums, plan.num_parts)
     # With checksums, a URL can only be signed for a part whose checksum is known.
@@ -107,20 +112,20 @@ def upload_initiate(
     content_type, object_id = resolve_parent(user, parent_content_type, parent_object_id)
     file_id = uuid.uuid4()
     with transaction.atomic():
-        _reserve_quota(user, plan_size=int(file_size))  # type: ignore[call-overload]
+        _reserve_quota(user, plan_size=size)
         record = FileRecord.objects.create(
             id=file_id,
             name=clean_display_name(name) or clean_name,
             description=clean_description(description),
             file_name=clean_name,
-            file_size=file_size,
+            file_size=size,
             file_content_type=declared_type,
             file=storage_key(file_id),
             upload_status=Status.PENDING,
             total_parts=plan.num_parts,
             part_size=plan.part_size,
             upload_expires_at=_new_expiry(),
-            created_by=user,
+            created_by_id=user.pk,
             parent_content_type=content_type,
             parent_object_id=object_id,
             checksum_algorithm=algorithm,
@@ -169,7 +174,7 @@ def _keep_open_while_urls_live(record: FileRecord, urls_expire_in: int) -> None:
         record.upload_expires_at = expires
 
 
-def _reserve_quota(user: User, *, plan_size: int) -> None:
+def _reserve_quota(user: AbstractBaseUser, *, plan_size: int) -> None:
     """Refuse an upload that would take the user over quota. Call inside a transaction."""
     quota = settings.FILE_UPLOAD_QUOTA_PER_USER
     if quota is None:
@@ -179,7 +184,7 @@ def _reserve_quota(user: User, *, plan_size: int) -> None:
     get_user_model()._default_manager.select_for_update().filter(pk=user.pk).first()
     used = (
         FileRecord.objects.holding_quota()
-        .filter(created_by=user)
+        .filter(created_by_id=user.pk)
         .aggregate(total=Sum("file_size"))["total"]
         or 0
     )
@@ -210,7 +215,7 @@ def _presign(
     return targets
 
 
-def upload_abort(*, user: User, file_id: object) -> FileRecord:
+def upload_abort(*, user: User, file_id: UUID | str) -> FileRecord:
     with transaction.atomic():
         record = locked(user, file_id, deleted_ok=True)
         # Aborted but still holding its upload id: an earlier abort got a 503 from the store.
@@ -265,7 +270,7 @@ class UploadParts:
         return sum(part.size for part in self.parts)
 
 
-def _open_upload(user: User, file_id: object, action: str) -> FileRecord:
+def _open_upload(user: User, file_id: UUID | str, action: str) -> FileRecord:
     try:
         record = FileRecord.objects.visible_to(user, staff_ok=False).get(pk=file_id)
     except (FileRecord.DoesNotExist, ValidationError, ValueError) as exc:
@@ -276,7 +281,7 @@ def _open_upload(user: User, file_id: object, action: str) -> FileRecord:
     return record
 
 
-def upload_parts(*, user: User, file_id: object) -> UploadParts:
+def upload_parts(*, user: User, file_id: UUID | str) -> UploadParts:
     """The parts the store really holds: the source of truth for resuming."""
     record = _open_upload(user, file_id, "resumed")
     try:
@@ -297,9 +302,9 @@ class PresignedParts:
 def upload_presign(
     *,
     user: User,
-    file_id: object,
+    file_id: UUID | str,
     part_numbers: Sequence[object],
-    checksums: Mapping[object, object] | None = None,
+    checksums: Mapping[str, str] | None = None,
 ) -> PresignedParts:
     """Fresh URLs for parts of an unfinished upload (resume, expiry, lazy signing)."""
     record = _open_upload(user, file_id, "signed")
