@@ -157,7 +157,7 @@ nginx:
 # alone. A pass that selects no test (exit 5, e.g. with a narrowing -k) is not a failure.
 test: install browser nginx s3-install
 	@set -e; for pass in '-n $(TEST_WORKERS) -m "not serial"' '-m serial'; do \
-	  rc=0; eval '$(VERIFYING_S3_ENV) $(PY) -m pytest' "$$pass" '$(PYTEST_ARGS)' || rc=$$?; \
+	  rc=0; eval '$(VERIFYING_S3_ENV) $(PY) -m pytest -p no:cacheprovider' "$$pass" '$(PYTEST_ARGS)' || rc=$$?; \
 	  if [ $$rc -ne 0 ] && [ $$rc -ne 5 ]; then exit $$rc; fi; \
 	done
 
