@@ -145,13 +145,7 @@ def child_main(name: str, quick: bool, out: Path) -> None:
     facts["seconds"] = f"{time.perf_counter() - start:.1f}"
     store = getattr(module, "STORE", "")
     if not store:
-        from uploads.storage import get_storage_handler
-
-        store = (
-            "S3 API (moto server on loopback)"
-            if used_s3
-            else (f"{get_storage_handler().name} disk")
-        )
+        store = "S3 API (moto server on loopback)" if used_s3 else "local disk"
     facts["store"] = store
     out.write_text(json.dumps({"rows": [asdict(row) for row in rows], "facts": facts}))
 

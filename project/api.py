@@ -64,7 +64,7 @@ def upload_error(request: HttpRequest, exc: UploadError) -> HttpResponse:
 
 @api.exception_handler(ValidationError)
 def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    errors = [
+    errors: list[dict[str, Any]] = [
         {
             "loc": list(error.get("loc", [])),
             "msg": str(error.get("msg", "")),

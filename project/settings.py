@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, overload
 
 import dj_database_url
 from botocore.config import Config
@@ -28,6 +29,10 @@ def env_bool(name: str, default: bool = False) -> bool:
     return value.lower() in {"1", "true", "yes", "on"}
 
 
+@overload
+def env_int(name: str, default: int) -> int: ...
+@overload
+def env_int(name: str, default: None) -> int | None: ...
 def env_int(name: str, default: int | None) -> int | None:
     value = env_str(name)
     if not value:
@@ -119,7 +124,7 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0) or 0,
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -182,9 +187,9 @@ def s3_storage_options(
     access_key: str,
     secret_key: str,
     session_token: str = "",
-    connect_timeout: int | None = AWS_S3_CONNECT_TIMEOUT,
-    read_timeout: int | None = AWS_S3_READ_TIMEOUT,
-    max_attempts: int | None = AWS_S3_MAX_ATTEMPTS,
+    connect_timeout: int = AWS_S3_CONNECT_TIMEOUT,
+    read_timeout: int = AWS_S3_READ_TIMEOUT,
+    max_attempts: int = AWS_S3_MAX_ATTEMPTS,
 ) -> dict[str, object]:
     """OPTIONS for django-storages' S3Storage; tests build the same dict for moto."""
     return {
@@ -362,7 +367,7 @@ SERVED_BY_HEADER = env_bool("SERVED_BY_HEADER", False)
 if SERVED_BY_HEADER:
     MIDDLEWARE.insert(0, "uploads.middleware.ServedByMiddleware")
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},

@@ -27,7 +27,7 @@ from django.utils import timezone
 from storages.backends.s3 import S3Storage
 
 from tests.factories import FileRecordFactory
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, initiate, pin_local_disk
 from tests.testapp.models import Comment, Post
 from uploads.errors import (
     InvalidInput,
@@ -37,10 +37,10 @@ from uploads.errors import (
 )
 from uploads.models import FileRecord
 from uploads.selectors import file_list_for_user
-from uploads.services import cleanup
+from uploads.services import cleanup, completion, files, rules
 from uploads.services import uploads as services
 from uploads.storage import get_storage_handler
-from uploads.storage.base import CompletedPart, MultipartUpload, PartNotFound, StoredPart
+from uploads.storage.base import CompletedPart, GoneFromStore, MultipartUpload, StoredPart
 from uploads.storage.local import LocalStorageHandler
 from uploads.storage.s3 import S3StorageHandler
 
@@ -55,24 +55,8 @@ UPLOADS = "/v1/files/uploads"
 KEY = re.compile(r"^uploads/\d{4}/\d{2}/\d{2}/[0-9a-f]{32}$")
 
 
-@pytest.fixture
-def local_disk(settings: Any) -> None:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    }
-
-
 def content_of(size: int) -> bytes:
     return bytes((i * 7 + i // 251) & 0xFF for i in range(size))
-
-
-def initiate(api: ApiClient, content: bytes, **fields: Any) -> dict[str, Any]:
-    response = api.post(
-        UPLOADS, {"file_name": "d.bin", "file_size": len(content), "part_size": PART, **fields}
-    )
-    assert response.status_code == 201, response.content
-    return response.json()  # type: ignore[no-any-return]
 
 
 def put(api: ApiClient, upload: dict[str, Any], content: bytes, *, skip: tuple[int, ...] = (),
@@ -111,10 +95,7 @@ def test_storage_detection_not_fooled_by_lazy_default_storage(s3: Any, settings:
     assert isinstance(handler, S3StorageHandler)
     assert handler.bucket == s3.bucket
 
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    }
+    pin_local_disk(settings)
     assert isinstance(get_storage_handler(), LocalStorageHandler)
 
 
@@ -134,7 +115,7 @@ def test_s3_key_derived_once_not_per_call(
     monkeypatch.setattr(services.timezone, "now", lambda: day_one)
     content = content_of(5 * MIB + 100)
     api = ApiClient(user)
-    upload = initiate(api, content, part_size=5 * MIB)
+    upload = initiate(api, len(content), part_size=5 * MIB)
     key = FileRecord.objects.get(pk=upload["id"]).storage_key
     assert key.startswith("uploads/2031/12/31/")
 
@@ -162,7 +143,7 @@ def test_client_path_segments_and_extensions_never_reach_storage_key(
     api = ApiClient(user)
     content = content_of(3000)
     for name in ("../../etc/passwd.exe", "..\\..\\boot.ini", "a/b/c.tar.gz", "evil\x00.php"):
-        upload = initiate(api, content, file_name=name, file_content_type="image/png")
+        upload = initiate(api, len(content), file_name=name, file_content_type="image/png")
         done = api.post(f"{UPLOADS}/{upload['id']}/complete", {"parts": put(api, upload, content)})
         assert done.status_code == 200, done.content
         record = FileRecord.objects.get(pk=upload["id"])
@@ -179,14 +160,14 @@ def test_client_path_segments_and_extensions_never_reach_storage_key(
 def test_failed_status_not_rolled_back_with_the_exception(user: Any, local_disk: None) -> None:
     api = ApiClient(user)
     content = content_of(2500)
-    upload = initiate(api, content)
+    upload = initiate(api, len(content))
     parts = put(api, upload, content)
     listed = [CompletedPart(p["part_number"], p["etag"]) for p in parts]
     # The store lost the upload: it can never complete.
     shutil.rmtree(parts_dir(upload))
 
     with pytest.raises(VerificationFailed):
-        services.upload_complete(user=user, file_id=upload["id"], parts=listed)
+        completion.upload_complete(user=user, file_id=upload["id"], parts=listed)
 
     # Read back on a fresh query: the failed state was committed before the exception left.
     record = FileRecord.objects.get(pk=upload["id"])
@@ -210,7 +191,7 @@ def test_abort_of_completed_file_refused(user: Any, local_disk: None) -> None:
 def test_local_complete_does_not_skip_missing_parts(user: Any, local_disk: None) -> None:
     api = ApiClient(user)
     content = content_of(2500)
-    upload = initiate(api, content)
+    upload = initiate(api, len(content))
     parts = put(api, upload, content, skip=(2,))
 
     # The handler itself refuses to combine around a hole ...
@@ -218,7 +199,7 @@ def test_local_complete_does_not_skip_missing_parts(user: Any, local_disk: None)
     assert isinstance(handler, LocalStorageHandler)
     record = FileRecord.objects.get(pk=upload["id"])
     multipart = MultipartUpload(str(record.pk), record.storage_key, record.upload_id)
-    with pytest.raises(PartNotFound):
+    with pytest.raises(GoneFromStore):
         handler.complete(
             multipart, [CompletedPart(p["part_number"], p["etag"]) for p in parts],
             content_type="application/octet-stream",
@@ -237,7 +218,7 @@ def test_local_complete_does_not_skip_missing_parts(user: Any, local_disk: None)
 def test_local_complete_checks_etags(user: Any, local_disk: None) -> None:
     api = ApiClient(user)
     content = content_of(2500)
-    upload = initiate(api, content)
+    upload = initiate(api, len(content))
     parts = put(api, upload, content)
     parts[1]["etag"] = parts[0]["etag"]
 
@@ -254,7 +235,7 @@ def test_local_complete_checks_etags(user: Any, local_disk: None) -> None:
 def test_local_complete_checks_part_sizes(user: Any, local_disk: None) -> None:
     api = ApiClient(user)
     content = content_of(2500)
-    upload = initiate(api, content)
+    upload = initiate(api, len(content))
     # A last part a byte short never reaches the store ...
     short = api.put_part(upload["presigned_urls"][2]["url"], content[2 * PART : -1])
     assert short.status_code == 400
@@ -277,7 +258,9 @@ def test_local_complete_checks_part_sizes(user: Any, local_disk: None) -> None:
     # Each part of its planned size is what makes the total: no other sum to check.
     record.total_parts, record.file_size = 2, 2 * PART - 1
     held = [StoredPart(1, PART, "e"), StoredPart(2, PART, "f")]
-    wrong = services.mismatched_parts(record, [CompletedPart(1, "e"), CompletedPart(2, "f")], held)
+    wrong = completion.mismatched_parts(
+        record, [CompletedPart(1, "e"), CompletedPart(2, "f")], held
+    )
     assert wrong == [2]
 
 
@@ -295,7 +278,7 @@ def test_part_size_is_checked(user: Any, local_disk: None, settings: Any) -> Non
 
     # At the PUT: a body larger than its part is refused before it is stored.
     content = content_of(2500)
-    upload = initiate(api, content)
+    upload = initiate(api, len(content))
     too_big = api.put_part(upload["presigned_urls"][0]["url"], content[: PART + 1])
     assert too_big.status_code == 413
     # So is a non-last part shorter than part_size.
@@ -333,7 +316,7 @@ def test_size_upper_bound_enforced_in_service_not_only_serializer(
 def test_true_is_not_part_number_one(user: Any, local_disk: None) -> None:
     api = ApiClient(user)
     content = content_of(900)  # one part
-    upload = initiate(api, content)
+    upload = initiate(api, len(content))
     parts = put(api, upload, content)
 
     as_json = api.post(
@@ -342,7 +325,7 @@ def test_true_is_not_part_number_one(user: Any, local_disk: None) -> None:
     )
     assert as_json.status_code == 422
     with pytest.raises(InvalidInput):
-        services.upload_complete(
+        completion.upload_complete(
             user=user, file_id=upload["id"], parts=[CompletedPart(True, parts[0]["etag"])]
         )
     with pytest.raises(InvalidInput):
@@ -350,7 +333,7 @@ def test_true_is_not_part_number_one(user: Any, local_disk: None) -> None:
     presign = api.post(f"{UPLOADS}/{upload['id']}/presign", {"part_numbers": [True]})
     assert presign.status_code == 422
     with pytest.raises(InvalidInput):
-        services.plan_parts(file_size=10, num_parts=True)
+        rules.plan_parts(file_size=10, num_parts=True)
     assert FileRecord.objects.get(pk=upload["id"]).upload_status == Status.UPLOADING
     # The real part 1 still completes it.
     assert api.post(f"{UPLOADS}/{upload['id']}/complete", {"parts": parts}).status_code == 200
@@ -382,7 +365,7 @@ def test_cleanup_does_not_race_complete(
     an aborted one. (tests/postgres/test_cleanup_race.py runs the real race on PostgreSQL.)"""
     api = ApiClient(user)
     content = content_of(2500)
-    upload = initiate(api, content)
+    upload = initiate(api, len(content))
     parts = put(api, upload, content)
     FileRecord.objects.filter(pk=upload["id"]).update(
         upload_expires_at=timezone.now() - timedelta(seconds=1)
@@ -411,7 +394,7 @@ def test_cleanup_does_not_race_complete(
 def test_deleting_in_flight_upload_aborts_multipart(s3: Any, user: Any) -> None:
     api = ApiClient(user)
     content = content_of(5 * MIB + 10)
-    upload = initiate(api, content, part_size=5 * MIB)
+    upload = initiate(api, len(content), part_size=5 * MIB)
     first = upload["presigned_urls"][0]["url"]
     assert requests.put(first, data=content[: 5 * MIB], timeout=60).status_code == 200
     listed = s3.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", [])
@@ -488,7 +471,7 @@ def test_patch_cannot_change_file_name_or_content_type(user: Any) -> None:
         response = api.patch(f"/v1/files/{file.pk}", change)
         assert response.status_code == 422, (change, response.content)
     with pytest.raises(InvalidInput):
-        services.file_update(user=user, file_id=file.pk, file_name="x.exe")
+        files.file_update(user=user, file_id=file.pk, file_name="x.exe")
     record = FileRecord.objects.get(pk=file.pk)
     assert (record.file_name, record.file_content_type, record.name) == (
         "x.pdf", "application/pdf", file.name,

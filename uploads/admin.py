@@ -8,7 +8,8 @@ from django.http import HttpRequest
 
 from .errors import UploadError
 from .models import FileRecord
-from .services import uploads as services
+from .services.files import file_delete
+from .services.uploads import upload_abort
 
 
 @admin.register(FileRecord)
@@ -37,14 +38,14 @@ class FileRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
     def delete_model(self, request: HttpRequest, obj: FileRecord) -> None:
-        self._each(request, [obj], services.file_delete, "deleted")
+        self._each(request, [obj], file_delete, "deleted")
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[FileRecord]) -> None:
-        self._each(request, list(queryset), services.file_delete, "deleted")
+        self._each(request, list(queryset), file_delete, "deleted")
 
     @admin.action(description="Abort the selected uploads")
     def abort_uploads(self, request: HttpRequest, queryset: QuerySet[FileRecord]) -> None:
-        self._each(request, list(queryset), services.upload_abort, "aborted")
+        self._each(request, list(queryset), upload_abort, "aborted")
 
     def _each(
         self, request: HttpRequest, records: list[FileRecord], action: Any, verb: str

@@ -7,7 +7,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from .errors import UploadError, error_body
-from .services import uploads as services
+from .services.local_store import local_download_open, local_part_receive
 
 
 def _error(exc: UploadError) -> JsonResponse:
@@ -31,9 +31,7 @@ def _content_length(request: HttpRequest) -> int | None:
 def part_upload(request: HttpRequest, token: str) -> HttpResponse:
     try:
         # The body is read from the request stream in chunks: `request.body` would load it whole.
-        etag = services.local_part_receive(
-            token=token, body=request, length=_content_length(request)
-        )
+        etag = local_part_receive(token=token, body=request, length=_content_length(request))
     except UploadError as exc:
         return _error(exc)
     response = HttpResponse(status=200)
@@ -44,7 +42,7 @@ def part_upload(request: HttpRequest, token: str) -> HttpResponse:
 @require_http_methods(["GET", "HEAD"])
 def download(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        stream, file_name = services.local_download_open(token=token)
+        stream, file_name = local_download_open(token=token)
     except UploadError as exc:
         return _error(exc)
     return FileResponse(stream, as_attachment=True, filename=file_name)

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 
 from . import local_views, staff_views, views
 
-urlpatterns = [
+urlpatterns: list[URLPattern | URLResolver] = [
     path("", views.home, name="home"),
     path("upload/", views.upload_page, name="upload"),
     path("upload/<str:file_id>/discard/", views.upload_discard, name="upload-discard"),

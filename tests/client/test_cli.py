@@ -34,7 +34,7 @@ GIB = 1024 * MIB
 
 
 @pytest.fixture
-def env(local_storage, any_store_env):
+def env(local_disk, any_store_env):
     """The command line's environment, against the local store."""
 
 
@@ -218,7 +218,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def test_console_script_uploads_1_gib_with_bounded_memory(local_storage, server, user, tmp_path):
+def test_console_script_uploads_1_gib_with_bounded_memory(local_disk, server, user, tmp_path):
     """The installed `direct-uploads`, 4 × 64 MiB parts at a time: the client's peak RSS stays
     bounded (far below the file; parts are streamed from disk) and the server stores every byte."""
     source = tmp_path / "big.bin"

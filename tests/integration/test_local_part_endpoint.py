@@ -21,14 +21,14 @@ import pytest
 import requests
 from django.conf import settings
 
-from tests.helpers import HttpApi
+from tests.helpers import HttpApi, assert_error
 from uploads.models import FileRecord
 from uploads.storage import local as local_storage_module
 from uploads.storage.local import DOWNLOAD_SALT, PART_SALT, _sign
 
-from .support import KIB, MIB, assert_error, md5, payload, put_parts
+from .support import KIB, MIB, md5, payload, put_parts
 
-pytestmark = pytest.mark.usefixtures("transactional_db", "local_storage")
+pytestmark = pytest.mark.usefixtures("transactional_db", "local_disk")
 
 Status = FileRecord.Status
 PART = 4 * KIB

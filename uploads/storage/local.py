@@ -33,9 +33,9 @@ from uploads.errors import AccessDenied, ChecksumMismatch, InvalidInput
 from .base import (
     MIB,
     CompletedPart,
+    GoneFromStore,
     MultipartUpload,
     ObjectInfo,
-    PartNotFound,
     PartTarget,
     PartToSign,
     StorageError,
@@ -171,7 +171,7 @@ class LocalStorageHandler:
     def _upload_dir(self, upload_id: str) -> Path:
         # The id is ours (random hex), but it is read back from the database: never trust a path.
         if not _UPLOAD_ID.match(upload_id):
-            raise PartNotFound(f"not a local upload id: {upload_id!r}")
+            raise GoneFromStore(f"not a local upload id: {upload_id!r}")
         return self.parts_dir / upload_id
 
     def initiate(
@@ -223,7 +223,7 @@ class LocalStorageHandler:
         """
         directory = self._upload_dir(upload.upload_id)
         if not directory.is_dir():
-            raise PartNotFound(f"upload {upload.upload_id} has no part directory")
+            raise GoneFromStore(f"upload {upload.upload_id} has no part directory")
         temp = directory / f".{part_number:05d}.{secrets.token_hex(8)}.tmp"
         digest = hashlib.md5(usedforsecurity=False)
         verifier = _Checksum(upload.checksum_algorithm)
@@ -257,7 +257,7 @@ class LocalStorageHandler:
         except FileNotFoundError as exc:
             temp.unlink(missing_ok=True)
             # Aborted or completed while the body was still arriving: the directory is gone.
-            raise PartNotFound(f"upload {upload.upload_id} ended during the PUT") from exc
+            raise GoneFromStore(f"upload {upload.upload_id} ended during the PUT") from exc
         except OSError as exc:
             # A full disk mid-body: as with a cut-short PUT, nothing of this part is kept and
             # the parts already stored stay, so the upload resumes once there is room.
@@ -278,7 +278,7 @@ class LocalStorageHandler:
         try:
             entries = list(os.scandir(directory))
         except FileNotFoundError as exc:
-            raise PartNotFound(f"upload {upload.upload_id} has no part directory") from exc
+            raise GoneFromStore(f"upload {upload.upload_id} has no part directory") from exc
         for entry in entries:
             match = _PART_FILE.match(entry.name)
             if match:
@@ -311,17 +311,17 @@ class LocalStorageHandler:
         try:
             paths = [stored[p.part_number][0] for p in parts]
         except KeyError as exc:
-            raise PartNotFound(f"part {exc.args[0]} is missing") from exc
+            raise GoneFromStore(f"part {exc.args[0]} is missing") from exc
         try:
             combined = _ConcatenatedParts(paths, name=upload.key)
         except FileNotFoundError as exc:
             # Aborted (cleanup, the owner) between listing the parts and combining them.
-            raise PartNotFound(f"a part of {upload.upload_id} vanished: {exc}") from exc
+            raise GoneFromStore(f"a part of {upload.upload_id} vanished: {exc}") from exc
         if self.storage.exists(upload.key):
             # An earlier completion stored the object (and crashed before recording it):
             # report the upload as gone, as S3 would, so the caller finds the object.
             combined.close()
-            raise PartNotFound(f"{upload.key} is already stored")
+            raise GoneFromStore(f"{upload.key} is already stored")
         try:
             saved_name = self.storage.save(upload.key, combined)
         except OSError as exc:
@@ -329,7 +329,7 @@ class LocalStorageHandler:
             if self.storage.exists(upload.key):
                 self.storage.delete(upload.key)
             if isinstance(exc, FileNotFoundError):
-                raise PartNotFound(f"a part of {upload.upload_id} vanished: {exc}") from exc
+                raise GoneFromStore(f"a part of {upload.upload_id} vanished: {exc}") from exc
             raise os_storage_error(f"cannot write {upload.key}", exc) from exc
         finally:
             combined.close()
@@ -354,7 +354,7 @@ class LocalStorageHandler:
         try:
             size = self.storage.size(key)
         except OSError as exc:
-            raise PartNotFound(f"{key}: {exc}") from exc
+            raise GoneFromStore(f"{key}: {exc}") from exc
         return ObjectInfo(size=size, etag="", content_type="")
 
     def read_head(self, key: str, length: int) -> bytes:
