@@ -85,7 +85,8 @@ def test_policy_directives_on_portal_pages(client: Client, staff_user: Any, loca
         assert policy["script-src"][0] == "'self'" and len(policy["script-src"]) == 2
         assert re.fullmatch(r"'nonce-[\w-]{16,}'", policy["script-src"][1]), policy["script-src"]
         assert policy["style-src"] == ["'self'"]
-        assert policy["img-src"] == ["'self'", "data:"]
+        # blob: the uploader's thumbnails of the user's own pictures (local URLs, never fetched)
+        assert policy["img-src"] == ["'self'", "data:", "blob:"]
         assert policy["connect-src"] == ["'self'"]  # local disk: parts go to this app
         assert policy["frame-ancestors"] == ["'none'"]
         assert policy["object-src"] == ["'none'"]
