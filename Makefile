@@ -121,12 +121,18 @@ run: migrate
 	$(DEV_ENV) $(PY) manage.py runserver $(HOST):$(PORT)
 
 # The true direct-to-S3 flow on a laptop: a moto S3 server on loopback, a bucket whose CORS
-# exposes ETag to the portal's origin, and the app pointed at it.
-S3_ENV := $(DEV_ENV) AWS_STORAGE_BUCKET_NAME=$(BUCKET) AWS_S3_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) \
+# exposes ETag to the portal's origin, and the app pointed at it. moto keeps its objects in
+# memory only, so this mode has a database of its own, started empty with each run: records of
+# `make run`'s local files, or of an earlier moto's, would point at objects that are not there.
+S3_DB := $(abspath db-s3.sqlite3)
+S3_ENV := $(DEV_ENV) DATABASE_URL=sqlite:///$(S3_DB) MEDIA_ROOT=$(abspath media-s3) \
+	AWS_STORAGE_BUCKET_NAME=$(BUCKET) AWS_S3_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT) \
 	AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_S3_REGION_NAME=us-east-1 \
 	UPLOADS_CORS_ORIGINS=http://$(HOST):$(PORT),http://localhost:$(PORT)
 
-run-s3: install migrate
+run-s3: install
+	rm -f $(S3_DB) $(S3_DB)-journal
+	$(S3_ENV) $(PY) manage.py create_demo_users --migrate
 	@set -e; \
 	MOTO_DISABLE_GLOBAL_CORS=1 $(VENV)/bin/moto_server -H 127.0.0.1 -p $(MOTO_PORT) >/dev/null 2>&1 & moto=$$!; \
 	trap 'kill $$moto 2>/dev/null' EXIT INT TERM; \
@@ -174,4 +180,4 @@ bench-quick: install
 	$(PY) -m bench.run --quick
 
 clean:
-	rm -rf $(VENV) $(S3_VENV) .pytest_cache media staticfiles e2e-artifacts
+	rm -rf $(VENV) $(S3_VENV) .pytest_cache media media-s3 db-s3.sqlite3 staticfiles e2e-artifacts
