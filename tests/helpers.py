@@ -109,6 +109,17 @@ class ApiClient:
         """PUT a part to a local-handler URL through the same Django client."""
         return self.client.put(url, data=body, content_type="application/octet-stream")
 
+    def put_parts(self, init: dict[str, Any], content: bytes) -> list[dict[str, Any]]:
+        """PUT the parts of `content` that `init` has URLs for; return what complete expects."""
+        size = init["part_size"]
+        parts = []
+        for target in init["presigned_urls"]:
+            n = target["part_number"]
+            response = self.put_part(target["url"], content[(n - 1) * size : n * size])
+            assert response.status_code == 200, response.content
+            parts.append({"part_number": n, "etag": response["ETag"]})
+        return parts
+
     def upload(self, content: bytes, **fields: Any) -> dict[str, Any]:
         """Initiate, PUT every part, complete; return the completed file."""
         init = self.post(
@@ -117,13 +128,7 @@ class ApiClient:
         )
         assert init.status_code == 201, init.content
         body = init.json()
-        size = body["part_size"]
-        parts = []
-        for target in body["presigned_urls"]:
-            n = target["part_number"]
-            response = self.put_part(target["url"], content[(n - 1) * size : n * size])
-            assert response.status_code == 200, response.content
-            parts.append({"part_number": n, "etag": response["ETag"]})
+        parts = self.put_parts(body, content)
         done = self.post(f"/v1/files/uploads/{body['id']}/complete", {"parts": parts})
         assert done.status_code == 200, done.content
         return done.json()  # type: ignore[no-any-return]

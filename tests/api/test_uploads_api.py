@@ -32,22 +32,10 @@ GIB = 1024**3
 # --- Local helpers -------------------------------------------------------------------------
 
 
-def put_parts(api: ApiClient, init: dict[str, Any], content: bytes) -> list[dict[str, Any]]:
-    """PUT every part of `content`; return the parts list complete expects."""
-    size = init["part_size"]
-    parts = []
-    for target in init["presigned_urls"]:
-        n = target["part_number"]
-        response = api.put_part(target["url"], content[(n - 1) * size : n * size])
-        assert response.status_code == 200, response.content
-        parts.append({"part_number": n, "etag": response["ETag"]})
-    return parts
-
-
 def start(api: ApiClient, content: bytes, **fields: Any) -> tuple[dict[str, Any], list[dict]]:
     """An upload with every part stored but not yet completed."""
     init = initiate(api, len(content), **fields)
-    return init, put_parts(api, init, content)
+    return init, api.put_parts(init, content)
 
 
 def complete(api: ApiClient, file_id: str, parts: list[dict[str, Any]]) -> Any:
@@ -309,7 +297,7 @@ def test_zero_byte_file_uploads_completes_and_downloads_empty(api):
     assert init["total_parts"] == 1
     assert len(init["presigned_urls"]) == 1
 
-    parts = put_parts(api, init, b"")
+    parts = api.put_parts(init, b"")
     response = complete(api, init["id"], parts)
 
     assert response.status_code == 200, response.content
@@ -482,7 +470,7 @@ def test_complete_with_a_wrong_etag_keeps_the_upload_open(api, content):
 
 def test_complete_with_parts_never_uploaded_keeps_the_upload_open(api, content):
     init = initiate(api, len(content))
-    parts = put_parts(api, {**init, "presigned_urls": init["presigned_urls"][:1]}, content)
+    parts = api.put_parts({**init, "presigned_urls": init["presigned_urls"][:1]}, content)
     claimed = [*parts, {"part_number": 2, "etag": "a" * 32}, {"part_number": 3, "etag": "b" * 32}]
 
     body = assert_mismatch(complete(api, init["id"], claimed), [2, 3], init)
@@ -490,7 +478,7 @@ def test_complete_with_parts_never_uploaded_keeps_the_upload_open(api, content):
     assert body["detail"] == (
         "Parts 2 and 3 do not match what the store holds; send them again, then complete."
     )
-    parts = put_parts(api, init, content)
+    parts = api.put_parts(init, content)
     assert complete(api, init["id"], parts).status_code == 200
     assert download_bytes(api, init["id"]) == content
 
@@ -509,7 +497,7 @@ def test_complete_with_a_stored_part_of_the_wrong_size_keeps_the_upload_open(api
 
     assert_mismatch(complete(api, init["id"], parts), [2], init)
 
-    parts = put_parts(api, init, content)
+    parts = api.put_parts(init, content)
     assert complete(api, init["id"], parts).status_code == 200
     assert download_bytes(api, init["id"]) == content
 
@@ -651,7 +639,7 @@ def test_upload_parts_lists_what_the_store_holds(api, content):
 
 def test_presign_gives_fresh_working_urls(api, content):
     init = initiate(api, len(content))
-    parts = put_parts(api, {**init, "presigned_urls": init["presigned_urls"][:2]}, content)
+    parts = api.put_parts({**init, "presigned_urls": init["presigned_urls"][:2]}, content)
 
     response = api.post(f"{UPLOADS}/{init['id']}/presign", {"part_numbers": [3]})
 

@@ -45,12 +45,7 @@ def completable(api: Any) -> tuple[dict[str, Any], bytes, list[dict[str, Any]]]:
     )
     assert init.status_code == 201, init.content
     body: dict[str, Any] = init.json()
-    parts = []
-    for target in body["presigned_urls"]:
-        n = target["part_number"]
-        response = api.put_part(target["url"], content[(n - 1) * 1024 : n * 1024])
-        assert response.status_code == 200
-        parts.append({"part_number": n, "etag": response["ETag"]})
+    parts = api.put_parts(body, content)
     FileRecord.objects.filter(pk=body["id"]).update(
         upload_expires_at=timezone.now() - timedelta(seconds=1)
     )

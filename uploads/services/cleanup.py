@@ -196,25 +196,56 @@ def cleanup_failed_uploads(
 ) -> CleanupResult:
     """Delete failed and aborted records older than `days_old`, with any parts left in the store."""
     now = now or timezone.now()
-    deadline = time.monotonic() + time_budget
     handler = get_storage_handler()
-    result = CleanupResult()
-    old = old_failures(now, days_old)
-    if dry_run:
-        result.examined = result.deleted = old.count()
-        return result
 
-    def abort(row: Row) -> str | None:
+    def abort(row: Row) -> None:
         pk, key, upload_id = row
         if upload_id:
-            try:
-                handler.abort(MultipartUpload(file_id=str(pk), key=key, upload_id=upload_id))
-            except StorageError:
-                logger.exception("cleanup: could not abort upload %s", upload_id)
-                return None
-        return str(pk)
+            handler.abort(MultipartUpload(file_id=str(pk), key=key, upload_id=upload_id))
 
-    _delete_after_store(old, "modified", abort, batch_size, workers, deadline, result, progress)
+    return _delete_rows(
+        old_failures(now, days_old),
+        "modified",
+        abort,
+        "cleanup: could not abort an upload",
+        batch_size=batch_size,
+        workers=workers,
+        time_budget=time_budget,
+        dry_run=dry_run,
+        progress=progress,
+    )
+
+
+def _delete_rows(
+    rows: QuerySet[FileRecord],
+    order: str,
+    remove: Callable[[Row], None],
+    failure: str,
+    *,
+    batch_size: int,
+    workers: int,
+    time_budget: float,
+    dry_run: bool,
+    progress: Progress | None,
+    claim: Callable[[list[object]], None] | None = None,
+) -> CleanupResult:
+    """Delete `rows` once `remove` has taken what the store holds of each (logged with
+    `failure` and kept when it cannot); a dry run only counts them."""
+    result = CleanupResult()
+    if dry_run:
+        result.examined = result.deleted = rows.count()
+        return result
+
+    def work(row: Row) -> str | None:
+        try:
+            remove(row)
+        except StorageError:
+            logger.exception("%s (file %s, upload %s)", failure, row[0], row[2] or "none")
+            return None
+        return str(row[0])
+
+    deadline = time.monotonic() + time_budget
+    _delete_after_store(rows, order, work, batch_size, workers, deadline, result, progress, claim)
     return result
 
 
@@ -301,35 +332,19 @@ def purge_deleted_files(
 ) -> CleanupResult:
     """Delete the objects and rows of files deleted more than `retention_days` ago."""
     now = now or timezone.now()
-    deadline = time.monotonic() + time_budget
     handler = get_storage_handler()
-    result = CleanupResult()
-    due = purge_due(now, retention_days)
-    if dry_run:
-        result.examined = result.deleted = due.count()
-        return result
-
-    def purge(row: Row) -> str | None:
-        pk, key, upload_id = row
-        try:
-            purge_from_store(handler, key, upload_id)
-        except StorageError:
-            logger.exception("purge: could not remove file %s from the store", pk)
-            return None
-        return str(pk)
-
-    _delete_after_store(
-        due,
+    return _delete_rows(
+        purge_due(now, retention_days),
         "deleted_at",
-        purge,
-        batch_size,
-        workers,
-        deadline,
-        result,
-        progress,
+        lambda row: purge_from_store(handler, row[1], row[2]),
+        "purge: could not remove file from the store",
+        batch_size=batch_size,
+        workers=workers,
+        time_budget=time_budget,
+        dry_run=dry_run,
+        progress=progress,
         claim=lambda pks: claim_for_purge(pks, now),
     )
-    return result
 
 
 def reconcile_storage(
