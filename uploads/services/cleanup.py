@@ -227,7 +227,7 @@ def _delete_rows(
     time_budget: float,
     dry_run: bool,
     progress: Progress | None,
-    claim: Callable[[list[object]], None] | None = None,
+    claim: Callable[[list[UUID]], None] | None = None,
 ) -> CleanupResult:
     """Delete `rows` once `remove` has taken what the store holds of each (logged with
     `failure` and kept when it cannot); a dry run only counts them."""
