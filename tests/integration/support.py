@@ -12,7 +12,11 @@ import pytest
 import requests
 from django.conf import settings
 
+from django.core.files.storage import storages
+
 from tests.helpers import HttpApi
+from uploads.storage.base import MultipartUpload
+from uploads.storage.local import LocalStorageHandler
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -62,9 +66,27 @@ class Store:
         return response["Body"].read()  # type: ignore[no-any-return]
 
     def local_part_files(self, upload_id: str) -> list[Path]:
-        """Every file (parts and leftovers such as temp files) in a local upload's directory."""
-        directory = self.parts_dir / upload_id
-        return sorted(directory.iterdir()) if directory.exists() else []
+        """Part records and leftovers (temp files) in a local upload's directory."""
+        return local_part_files(self.parts_dir / upload_id)
+
+
+def local_part_files(directory: Path) -> list[Path]:
+    """Part records and leftovers in a local upload's directory: everything but the object
+    being assembled, its lock and the parts' claims."""
+    if not directory.exists():
+        return []
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.name not in {"object", "lock"} and not p.name.endswith(".claim")
+    )
+
+
+def local_parts(upload_id: str) -> list[tuple[int, str]]:
+    """(part number, ETag) of each part the local store lists for an upload."""
+    handler = LocalStorageHandler(storages["default"])
+    upload = MultipartUpload(file_id="", key="", upload_id=upload_id)
+    return [(p.part_number, p.etag) for p in handler.list_parts(upload)]
 
 
 def payload(size: int, seed: int = 0) -> bytes:

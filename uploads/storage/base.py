@@ -94,6 +94,8 @@ class PartToSign:
     size: int
     # Base64 digest when the upload has a checksum algorithm.
     checksum: str = ""
+    # Where the part's bytes start in the object (a store that writes them in place needs it).
+    offset: int = 0
 
 
 @dataclass(frozen=True, slots=True)
