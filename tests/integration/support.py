@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import requests
 from django.conf import settings
-
 from django.core.files.storage import storages
 
 from tests.helpers import HttpApi
