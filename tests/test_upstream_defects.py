@@ -11,6 +11,7 @@ import hashlib
 import logging
 import re
 import shutil
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,7 +41,7 @@ from uploads.selectors import file_list_for_user
 from uploads.services import cleanup
 from uploads.services import uploads as services
 from uploads.storage import get_storage_handler
-from uploads.storage.base import CompletedPart, MultipartUpload, PartNotFound, StoredPart
+from uploads.storage.base import CompletedPart, MultipartUpload, PartsRejected, StoredPart
 from uploads.storage.local import LocalStorageHandler
 from uploads.storage.s3 import S3StorageHandler
 
@@ -213,12 +214,12 @@ def test_local_complete_does_not_skip_missing_parts(user: Any, local_disk: None)
     upload = initiate(api, content)
     parts = put(api, upload, content, skip=(2,))
 
-    # The handler itself refuses to combine around a hole ...
+    # The handler itself refuses to complete around a hole ...
     handler = get_storage_handler()
     assert isinstance(handler, LocalStorageHandler)
     record = FileRecord.objects.get(pk=upload["id"])
     multipart = MultipartUpload(str(record.pk), record.storage_key, record.upload_id)
-    with pytest.raises(PartNotFound):
+    with pytest.raises(PartsRejected):
         handler.complete(
             multipart, [CompletedPart(p["part_number"], p["etag"]) for p in parts],
             content_type="application/octet-stream",
@@ -262,8 +263,11 @@ def test_local_complete_checks_part_sizes(user: Any, local_disk: None) -> None:
     # ... and one already there (stored before sizes were checked at the PUT) is named at complete.
     for part in parts_dir(upload).glob("00003.*"):
         part.unlink()
-    digest = hashlib.md5(content[2 * PART : -1], usedforsecurity=False).hexdigest()
-    (parts_dir(upload) / f"00003.{digest}").write_bytes(content[2 * PART : -1])
+    short = content[2 * PART : -1]
+    digest = hashlib.md5(short, usedforsecurity=False).hexdigest()
+    # A part record as the local store names it, holding its own bytes.
+    record = f"00003.{time.time_ns()}.{2 * PART}.{len(short)}.{digest}..s"
+    (parts_dir(upload) / record).write_bytes(short)
     parts[2]["etag"] = digest
 
     response = api.post(f"{UPLOADS}/{upload['id']}/complete", {"parts": parts})

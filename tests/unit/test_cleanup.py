@@ -27,6 +27,7 @@ from uploads.models import FileRecord
 from uploads.services import cleanup
 from uploads.storage import StorageError
 from uploads.storage.local import LocalStorageHandler
+from uploads.storage.local import handler as local_handler
 
 pytestmark = pytest.mark.django_db
 Status = FileRecord.Status
@@ -627,21 +628,17 @@ def complete(api: Any, body: dict[str, Any], parts: list[dict[str, Any]]) -> Any
 
 
 def test_cleanup_while_the_store_is_combining_parts(api, monkeypatch):
-    """A large file takes minutes to combine; cleanup may remove its parts meanwhile."""
-    import builtins
-
-    from uploads.storage import local
-
+    """Cleanup may remove the parts while the store makes the object whole."""
     body, _, parts = completable(api)
     opened: list[str] = []
+    real = LocalStorageHandler._place
 
-    def opening(path: Any, *args: Any, **kwargs: Any) -> Any:
-        opened.append(str(path))
-        if len(opened) == 2:  # part 1 is being copied; part 2 is next
-            assert cleanup.cleanup_expired_uploads().aborted == 1
-        return builtins.open(path, *args, **kwargs)
+    def placing(self: LocalStorageHandler, *args: Any) -> int:
+        opened.extend(["object", "parts"])
+        assert cleanup.cleanup_expired_uploads().aborted == 1
+        return real(self, *args)
 
-    monkeypatch.setattr(local, "open", opening, raising=False)
+    monkeypatch.setattr(LocalStorageHandler, "_place", placing)
     response = complete(api, body, parts)
     assert len(opened) >= 2
     assert response.status_code in (409, 503), response.content
@@ -650,18 +647,18 @@ def test_cleanup_while_the_store_is_combining_parts(api, monkeypatch):
 
 def test_cleanup_between_listing_and_combining_parts(api, monkeypatch):
     body, _, parts = completable(api)
-    real = LocalStorageHandler._part_files
+    real = local_handler._scan
 
-    calls: list[str] = []
+    calls: list[Path] = []
 
-    def part_files(self: LocalStorageHandler, upload: Any) -> Any:
-        found = real(self, upload)
-        calls.append(upload.upload_id)
-        if len(calls) == 2:  # the first listing verifies the parts; the second feeds the combine
+    def scan(directory: Path) -> Any:
+        found = real(directory)
+        calls.append(directory)
+        if len(calls) == 2:  # the first listing verifies the parts; the second feeds complete
             assert cleanup.cleanup_expired_uploads().aborted == 1
         return found
 
-    monkeypatch.setattr(LocalStorageHandler, "_part_files", part_files)
+    monkeypatch.setattr(local_handler, "_scan", scan)
     response = complete(api, body, parts)
     assert response.status_code in (409, 503), response.content
     assert_aborted_with_nothing_stored(body)
@@ -675,15 +672,15 @@ def test_parts_vanishing_under_an_abort_are_not_a_mismatch(api, monkeypatch, end
     says the upload ended, so the answer is 409, not parts_mismatch.
     """
     body, _, parts = completable(api)
-    real = LocalStorageHandler._part_files
+    real = local_handler._scan
 
-    def part_files(self: LocalStorageHandler, upload: Any) -> Any:
-        found = real(self, upload)
+    def scan(directory: Path) -> Any:
+        found = real(directory)
         path = f"/v1/files/{'' if ending == 'delete' else 'uploads/'}{body['id']}"
         assert api.delete(path).status_code == 204
-        return dict(list(found.items())[:1])  # the rest were removed while listing
+        return found[:1]  # the rest were removed while listing
 
-    monkeypatch.setattr(LocalStorageHandler, "_part_files", part_files)
+    monkeypatch.setattr(local_handler, "_scan", scan)
     response = complete(api, body, parts)
     assert response.status_code == 409, response.content
     assert ("deleted" if ending == "delete" else "aborted") in response.json()["detail"]
@@ -704,7 +701,7 @@ def test_parts_removed_between_listing_and_reading_their_sizes(api, monkeypatch)
         assert api.delete(f"/v1/files/uploads/{body['id']}").status_code == 204
         return iter(entries)
 
-    monkeypatch.setattr("uploads.storage.local.os.scandir", scandir)
+    monkeypatch.setattr("uploads.storage.local.handler.os.scandir", scandir)
     response = complete(api, body, parts)
     assert response.status_code == 409, response.content
     assert "aborted" in response.json()["detail"]
@@ -720,7 +717,7 @@ def test_a_second_complete_while_the_first_removes_the_parts(api, user, monkeypa
     import shutil as real_shutil
     from types import SimpleNamespace
 
-    from uploads.storage import local
+    from uploads.storage.local import handler as local
 
     body, content, parts = completable(api)
     second: list[Any] = []
@@ -745,20 +742,17 @@ def test_a_second_complete_while_the_first_removes_the_parts(api, user, monkeypa
 
 
 def test_a_second_complete_while_the_first_writes_the_object(api, monkeypatch):
-    import builtins
-
-    from uploads.storage import local
-
     body, content, parts = completable(api)
     second: list[Any] = []
+    real = LocalStorageHandler._place
 
-    def opening(path: Any, *args: Any, **kwargs: Any) -> Any:
+    def placing(self: LocalStorageHandler, *args: Any) -> int:
         if not second:
-            second.append(None)  # the first complete has begun copying parts into the object
+            second.append(None)  # the first complete is making the object whole
             second[0] = complete(api, body, parts)
-        return builtins.open(path, *args, **kwargs)
+        return real(self, *args)
 
-    monkeypatch.setattr(local, "open", opening, raising=False)
+    monkeypatch.setattr(LocalStorageHandler, "_place", placing)
     first = complete(api, body, parts)
 
     assert first.status_code == 200, first.content
@@ -774,7 +768,6 @@ def test_a_second_complete_must_not_delete_the_first_ones_object(user, monkeypat
     too, and if it reaches the store, starts writing its own copy under another name; A removes
     the parts and marks the file completed; B's next part read fails. B must neither delete
     A's object nor answer anything but 200 or 409 (refusing B before the store is fine)."""
-    import builtins
     import shutil as real_shutil
     import threading
     from types import SimpleNamespace
@@ -782,7 +775,7 @@ def test_a_second_complete_must_not_delete_the_first_ones_object(user, monkeypat
     from django.db import connections
 
     from tests.helpers import ApiClient
-    from uploads.storage import local
+    from uploads.storage.local import handler as local
 
     body, content, parts = completable(ApiClient(user))
     a_saved, a_done = threading.Event(), threading.Event()
@@ -796,12 +789,14 @@ def test_a_second_complete_must_not_delete_the_first_ones_object(user, monkeypat
             assert b_moved.wait(10)
         real_shutil.rmtree(path, *args, **kwargs)
 
-    def opening(path: Any, *args: Any, **kwargs: Any) -> Any:
+    real_place = LocalStorageHandler._place
+
+    def placing(self: LocalStorageHandler, *args: Any) -> int:
         if threading.current_thread().name == "B" and not b_writing.is_set():
             b_writing.set()
             b_moved.set()
             assert a_done.wait(10)
-        return builtins.open(path, *args, **kwargs)
+        return real_place(self, *args)
 
     def run(name: str) -> None:
         try:
@@ -816,7 +811,7 @@ def test_a_second_complete_must_not_delete_the_first_ones_object(user, monkeypat
             connections.close_all()
 
     monkeypatch.setattr(local, "shutil", SimpleNamespace(rmtree=rmtree))
-    monkeypatch.setattr(local, "open", opening, raising=False)
+    monkeypatch.setattr(LocalStorageHandler, "_place", placing)
     threads = [threading.Thread(target=run, args=(name,), name=name) for name in "AB"]
     for thread in threads:
         thread.start()
