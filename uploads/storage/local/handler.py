@@ -146,6 +146,14 @@ def _newest(records: list[_Record]) -> dict[int, _Record]:
     return newest
 
 
+def _require_uncompleted(directory: Path) -> None:
+    """Raise PartNotFound, as S3 does, once complete has linked the object at its key."""
+    if not (directory / OBJECT).exists():
+        # What a completion killed while clearing up left behind: finish clearing.
+        shutil.rmtree(directory, ignore_errors=True)
+        raise PartNotFound(f"upload {directory.name} is completed")
+
+
 class _Checksum:
     """An incremental SHA-256 or CRC32 of a part."""
 
@@ -403,7 +411,9 @@ class LocalStorageHandler:
                 old.path.unlink(missing_ok=True)
 
     def list_parts(self, upload: MultipartUpload) -> list[StoredPart]:
-        newest = _newest(_scan(self._upload_dir(upload.upload_id)))
+        directory = self._upload_dir(upload.upload_id)
+        newest = _newest(_scan(directory))
+        _require_uncompleted(directory)
         return [newest[n].stored() for n in sorted(newest)]
 
     def _lock_exclusive(self, lock: int) -> None:
@@ -445,11 +455,7 @@ class LocalStorageHandler:
 
     @staticmethod
     def _records_for(directory: Path, parts: Sequence[CompletedPart]) -> list[_Record]:
-        if not (directory / OBJECT).exists():
-            # An earlier completion linked the object and was killed before clearing up:
-            # the upload is gone, as on S3, and the caller finds the object at its key.
-            shutil.rmtree(directory, ignore_errors=True)
-            raise PartNotFound(f"{directory.name} is already completed")
+        _require_uncompleted(directory)
         newest = _newest(_scan(directory))
         chosen, offset = [], 0
         for part in parts:
@@ -485,6 +491,9 @@ class LocalStorageHandler:
                 raise StorageError(f"{key} already exists") from None
             # Ours: a completion killed after linking. Finish what it started.
         _fsync_dir(final.parent)
+        # From here on the upload reads as completed, however much of the directory is left.
+        assembled.unlink()
+        _fsync_dir(directory)
         return size
 
     def abort(self, upload: MultipartUpload) -> None:
