@@ -85,7 +85,7 @@ def run(quick: bool = False) -> list[Row]:
     from django.test import Client
 
     from uploads.models import FileRecord
-    from uploads.services.uploads import upload_complete
+    from uploads.services.completion import upload_complete
     from uploads.storage.base import CompletedPart, StoredPart
 
     parts = 1_000 if smoke() else PARTS
@@ -127,7 +127,7 @@ def run(quick: bool = False) -> list[Row]:
         for index in range(repeat + 1):
             record = new_record()
             store = TimedStubStore(stored, size)
-            with mock.patch("uploads.services.uploads.get_storage_handler", return_value=store):
+            with mock.patch("uploads.services.completion.get_storage_handler", return_value=store):
                 start = time.perf_counter()
                 call(record)
                 elapsed = time.perf_counter() - start

@@ -38,7 +38,7 @@ from uploads.errors import (
 )
 from uploads.models import FileRecord
 from uploads.selectors import file_list_for_user
-from uploads.services import cleanup
+from uploads.services import cleanup, completion, files, rules
 from uploads.services import uploads as services
 from uploads.storage import get_storage_handler
 from uploads.storage.base import CompletedPart, MultipartUpload, PartsRejected, StoredPart
@@ -187,7 +187,7 @@ def test_failed_status_not_rolled_back_with_the_exception(user: Any, local_disk:
     shutil.rmtree(parts_dir(upload))
 
     with pytest.raises(VerificationFailed):
-        services.upload_complete(user=user, file_id=upload["id"], parts=listed)
+        completion.upload_complete(user=user, file_id=upload["id"], parts=listed)
 
     # Read back on a fresh query: the failed state was committed before the exception left.
     record = FileRecord.objects.get(pk=upload["id"])
@@ -281,7 +281,9 @@ def test_local_complete_checks_part_sizes(user: Any, local_disk: None) -> None:
     # Each part of its planned size is what makes the total: no other sum to check.
     record.total_parts, record.file_size = 2, 2 * PART - 1
     held = [StoredPart(1, PART, "e"), StoredPart(2, PART, "f")]
-    wrong = services.mismatched_parts(record, [CompletedPart(1, "e"), CompletedPart(2, "f")], held)
+    wrong = completion.mismatched_parts(
+        record, [CompletedPart(1, "e"), CompletedPart(2, "f")], held
+    )
     assert wrong == [2]
 
 
@@ -346,7 +348,7 @@ def test_true_is_not_part_number_one(user: Any, local_disk: None) -> None:
     )
     assert as_json.status_code == 422
     with pytest.raises(InvalidInput):
-        services.upload_complete(
+        completion.upload_complete(
             user=user, file_id=upload["id"], parts=[CompletedPart(True, parts[0]["etag"])]
         )
     with pytest.raises(InvalidInput):
@@ -354,7 +356,7 @@ def test_true_is_not_part_number_one(user: Any, local_disk: None) -> None:
     presign = api.post(f"{UPLOADS}/{upload['id']}/presign", {"part_numbers": [True]})
     assert presign.status_code == 422
     with pytest.raises(InvalidInput):
-        services.plan_parts(file_size=10, num_parts=True)
+        rules.plan_parts(file_size=10, num_parts=True)
     assert FileRecord.objects.get(pk=upload["id"]).upload_status == Status.UPLOADING
     # The real part 1 still completes it.
     assert api.post(f"{UPLOADS}/{upload['id']}/complete", {"parts": parts}).status_code == 200
@@ -492,7 +494,7 @@ def test_patch_cannot_change_file_name_or_content_type(user: Any) -> None:
         response = api.patch(f"/v1/files/{file.pk}", change)
         assert response.status_code == 422, (change, response.content)
     with pytest.raises(InvalidInput):
-        services.file_update(user=user, file_id=file.pk, file_name="x.exe")
+        files.file_update(user=user, file_id=file.pk, file_name="x.exe")
     record = FileRecord.objects.get(pk=file.pk)
     assert (record.file_name, record.file_content_type, record.name) == (
         "x.pdf", "application/pdf", file.name,

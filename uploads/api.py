@@ -23,7 +23,9 @@ from .schemas import (
     UploadInitiatedOut,
     UploadPartsOut,
 )
-from .services import uploads as services
+from .services.completion import upload_complete
+from .services.files import file_delete, file_download_url, file_set_parent, file_update
+from .services.uploads import upload_abort, upload_initiate, upload_parts, upload_presign
 from .storage.base import CompletedPart
 
 # Bearer JWT for API clients, or the portal's session (with its CSRF header) — same endpoints.
@@ -85,29 +87,29 @@ def _page_url(request: HttpRequest, page: int) -> str:
 
 @router.post("/files/uploads", response={201: UploadInitiatedOut, **ERRORS})
 def initiate_upload(request: HttpRequest, payload: UploadCreateIn) -> Any:
-    return Status(201, services.upload_initiate(user=request.user, **payload.dict()))
+    return Status(201, upload_initiate(user=request.user, **payload.dict()))
 
 
 @router.post("/files/uploads/{file_id}/complete", response={200: FileOut, **ERRORS})
 def complete_upload(request: HttpRequest, file_id: str, payload: UploadCompleteIn) -> Any:
     parts = [CompletedPart(part_number=p.part_number, etag=p.etag) for p in payload.parts]
-    return services.upload_complete(user=request.user, file_id=file_id, parts=parts)
+    return upload_complete(user=request.user, file_id=file_id, parts=parts)
 
 
 @router.delete("/files/uploads/{file_id}", response={204: None, **ERRORS})
 def abort_upload(request: HttpRequest, file_id: str) -> Any:
-    services.upload_abort(user=request.user, file_id=file_id)
+    upload_abort(user=request.user, file_id=file_id)
     return Status(204, None)
 
 
 @router.get("/files/uploads/{file_id}/parts", response={200: UploadPartsOut, **ERRORS})
 def list_upload_parts(request: HttpRequest, file_id: str) -> Any:
-    return services.upload_parts(user=request.user, file_id=file_id)
+    return upload_parts(user=request.user, file_id=file_id)
 
 
 @router.post("/files/uploads/{file_id}/presign", response={200: PresignOut, **ERRORS})
 def presign_parts(request: HttpRequest, file_id: str, payload: PresignIn) -> Any:
-    return services.upload_presign(
+    return upload_presign(
         user=request.user,
         file_id=file_id,
         part_numbers=payload.part_numbers,
@@ -138,22 +140,20 @@ def get_file(request: HttpRequest, file_id: str) -> Any:
 
 @router.patch("/files/{file_id}", response={200: FileOut, **ERRORS})
 def update_file(request: HttpRequest, file_id: str, payload: FileUpdateIn) -> Any:
-    return services.file_update(
-        user=request.user, file_id=file_id, **payload.dict(exclude_unset=True)
-    )
+    return file_update(user=request.user, file_id=file_id, **payload.dict(exclude_unset=True))
 
 
 @router.delete("/files/{file_id}", response={204: None, **ERRORS})
 def delete_file(request: HttpRequest, file_id: str) -> Any:
-    services.file_delete(user=request.user, file_id=file_id)
+    file_delete(user=request.user, file_id=file_id)
     return Status(204, None)
 
 
 @router.post("/files/{file_id}/set-parent", response={200: FileOut, **ERRORS})
 def set_parent(request: HttpRequest, file_id: str, payload: SetParentIn) -> Any:
-    return services.file_set_parent(user=request.user, file_id=file_id, **payload.dict())
+    return file_set_parent(user=request.user, file_id=file_id, **payload.dict())
 
 
 @router.get("/files/{file_id}/download", response={302: None, **ERRORS}, url_name="file_download")
 def download_file(request: HttpRequest, file_id: str) -> Any:
-    return HttpResponseRedirect(services.file_download_url(user=request.user, file_id=file_id))
+    return HttpResponseRedirect(file_download_url(user=request.user, file_id=file_id))

@@ -29,7 +29,8 @@ from .errors import UploadError
 from .forms import StaffFilterForm
 from .models import FileRecord
 from .schedules import SCHEDULES
-from .services import uploads as services
+from .services.files import file_delete, file_purge, file_restore
+from .services.uploads import upload_abort
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +40,10 @@ BULK_LIMIT = 500
 CLEANUP_TASK = "uploads.tasks.cleanup_all"
 # Each row and bulk action, with the service that does it and the word the notice uses.
 ACTIONS: dict[str, tuple[Callable[..., Any], str]] = {
-    "abort": (services.upload_abort, "aborted"),
-    "delete": (services.file_delete, "deleted"),
-    "restore": (services.file_restore, "restored"),
-    "purge": (services.file_purge, "purged"),
+    "abort": (upload_abort, "aborted"),
+    "delete": (file_delete, "deleted"),
+    "restore": (file_restore, "restored"),
+    "purge": (file_purge, "purged"),
 }
 
 View = Callable[..., HttpResponse]

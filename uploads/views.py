@@ -21,7 +21,8 @@ from . import selectors
 from .errors import UploadError
 from .forms import FileEditForm, FileFilterForm, ParentForm
 from .models import FileRecord
-from .services import uploads as services
+from .services import files
+from .services.uploads import upload_abort
 
 PAGE_SIZE = 25
 
@@ -78,7 +79,7 @@ def upload_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def upload_discard(request: HttpRequest, file_id: str) -> HttpResponse:
     try:
-        services.upload_abort(user=request.user, file_id=file_id)
+        upload_abort(user=request.user, file_id=file_id)
     except UploadError as exc:
         return render_error(request, exc)
     if request.htmx:  # type: ignore[attr-defined]
@@ -119,7 +120,7 @@ def file_edit(request: HttpRequest, file_id: str) -> HttpResponse:
     form = FileEditForm(request.POST, record=record)
     if form.is_valid():
         try:
-            record = services.file_update(user=request.user, file_id=file_id, **form.cleaned_data)
+            record = files.file_update(user=request.user, file_id=file_id, **form.cleaned_data)
         except UploadError as exc:
             form.add_error(None, exc.message)
     if form.errors:
@@ -141,9 +142,7 @@ def file_set_parent(request: HttpRequest, file_id: str) -> HttpResponse:
     form = ParentForm(request.POST, record=record)
     if form.is_valid():
         try:
-            record = services.file_set_parent(
-                user=request.user, file_id=file_id, **form.cleaned_data
-            )
+            record = files.file_set_parent(user=request.user, file_id=file_id, **form.cleaned_data)
             form = ParentForm(record=record)
         except UploadError as exc:
             form.add_error(None, exc.message)
@@ -164,7 +163,7 @@ def file_delete(request: HttpRequest, file_id: str) -> HttpResponse:
     if request.method == "GET":
         return render(request, "uploads/file_confirm_delete.html", {"file": record})
     try:
-        services.file_delete(user=request.user, file_id=file_id)
+        files.file_delete(user=request.user, file_id=file_id)
     except UploadError as exc:
         return render_error(request, exc)
     if request.htmx:  # type: ignore[attr-defined]

@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 
 from tests.helpers import AUTH_MODES, HttpApi
 from uploads.models import FileRecord
-from uploads.services.uploads import STORAGE_RETRY_AFTER
+from uploads.services.shared import STORAGE_RETRY_AFTER
 
 from .support import MIB, Sizes, Store, assert_error, download, payload, put_parts
 

@@ -26,7 +26,7 @@ from tests.helpers import ApiClient
 from tests.testapp.models import Post
 from uploads.errors import UploadNotFound
 from uploads.models import FileRecord
-from uploads.services import uploads as services
+from uploads.services import files
 from uploads.staff_views import PAGE_SIZE
 
 pytestmark = pytest.mark.django_db
@@ -567,7 +567,7 @@ def test_restore_and_purge_are_refused_per_row_where_they_do_not_apply(staff, us
 
 def test_only_staff_may_restore_or_purge_through_the_services(user, other_user):
     gone = deleted_file(user)
-    for service in (services.file_restore, services.file_purge):
+    for service in (files.file_restore, files.file_purge):
         for who in (user, other_user):
             with pytest.raises(UploadNotFound):
                 service(user=who, file_id=gone.pk)

@@ -78,7 +78,7 @@ def test_complete_racing_cleanup_is_all_or_nothing(backend, user, store_view: St
 
 def test_service_level_race_never_raises_anything_but_upload_errors(user, local_only):
     """The same race without HTTP in between: the service only ever raises domain errors."""
-    from uploads.services.uploads import upload_complete
+    from uploads.services.completion import upload_complete
     from uploads.storage.base import CompletedPart
 
     store = StoreView("local", None)

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from uploads.errors import InvalidInput, UploadTooLarge
-from uploads.services.uploads import PartPlan, plan_parts
+from uploads.services.rules import PartPlan, plan_parts
 
 KIB = 1024
 MIB = 1024 * KIB

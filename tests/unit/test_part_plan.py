@@ -7,7 +7,7 @@ import math
 import pytest
 
 from uploads.errors import InvalidInput, UploadTooLarge
-from uploads.services.uploads import PartPlan, default_part_size, plan_parts
+from uploads.services.rules import PartPlan, default_part_size, plan_parts
 from uploads.storage.base import S3_MAX_OBJECT_SIZE, S3_MAX_PART_SIZE, S3_MAX_PARTS
 
 KIB = 1024

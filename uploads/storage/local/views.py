@@ -21,7 +21,7 @@ from uploads.errors import (
     size_text,
 )
 from uploads.selectors import upload_accepts_part
-from uploads.services.uploads import storage_failure
+from uploads.services.shared import storage_failure
 from uploads.storage import get_storage_handler
 from uploads.storage.base import PartNotFound, StorageError
 

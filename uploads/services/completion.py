@@ -1,0 +1,332 @@
+"""Completing an upload: check the parts against the store, have it assemble the file, record it.
+
+Where a store call and a state change race (two completes, complete vs cleanup), the loser
+inspects the store, so a file ends completed with its bytes or not completed with nothing
+stored, never a mix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any, NoReturn
+
+import filetype
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from uploads.errors import (
+    InvalidInput,
+    InvalidTransition,
+    PartsMismatch,
+    UnsupportedFileType,
+    UploadError,
+    VerificationFailed,
+    size_text,
+)
+from uploads.models import FileRecord
+from uploads.services.rules import check_type_allowed, parts_digest, strict_int
+from uploads.services.shared import (
+    User,
+    abort_quietly,
+    delete_object_quietly,
+    locked,
+    multipart,
+    require_open,
+    storage_failure,
+)
+from uploads.storage import StorageError, get_storage_handler
+from uploads.storage.base import (
+    CompletedPart,
+    ObjectInfo,
+    PartNotFound,
+    PartsRejected,
+    StorageHandler,
+    StoredPart,
+    UploadRejected,
+    normalize_etag,
+)
+
+logger = logging.getLogger(__name__)
+
+Status = FileRecord.Status
+
+
+# Bytes read from a completed file to find its real type.
+SNIFF_BYTES = 8192
+# A completion claim older than this is taken to be from a crashed process. S3 may take
+# minutes to complete a 10,000-part upload; a local combine of 50 GB takes a few too.
+COMPLETING_TIMEOUT = timedelta(minutes=15)
+
+
+# --- Complete ------------------------------------------------------------------------------
+
+
+def _check_part_list(record: FileRecord, parts: Sequence[CompletedPart]) -> list[CompletedPart]:
+    numbers = [strict_int(p.part_number, "part_number") for p in parts]
+    expected = list(range(1, record.total_parts + 1))
+    if sorted(numbers) != expected:
+        seen: set[int] = set()
+        duplicates = sorted({n for n in numbers if n in seen or seen.add(n)})  # type: ignore[func-returns-value]
+        missing = sorted(set(expected) - set(numbers))
+        extra = sorted(set(numbers) - set(expected))
+        raise InvalidInput(
+            f"parts must list each of parts 1..{record.total_parts} exactly once.",
+            {"missing": missing[:20], "duplicates": duplicates[:20], "unexpected": extra[:20]},
+        )
+    for part in parts:
+        if not isinstance(part.etag, str) or not normalize_etag(part.etag):
+            raise InvalidInput(f"Part {part.part_number} has no etag.", {"field": "etag"})
+    return sorted(parts, key=lambda p: p.part_number)
+
+
+def mismatched_parts(
+    record: FileRecord, parts: Sequence[CompletedPart], stored: Sequence[StoredPart]
+) -> list[int]:
+    """The listed parts the store does not hold as listed: the ones to send again.
+
+    A part is wrong when the store lacks it, or holds it with another size than the plan's or
+    another ETag than the client's. With every part right, the sizes add up to the file's.
+    Parts the store holds beyond the plan are left out of the object and need nothing.
+    """
+    by_number = {p.part_number: p for p in stored}
+    wrong = []
+    for part in parts:
+        held = by_number.get(part.part_number)
+        if (
+            held is None
+            or held.size != record.expected_part_size(part.part_number)
+            or normalize_etag(held.etag) != normalize_etag(part.etag)
+        ):
+            wrong.append(part.part_number)
+    return wrong
+
+
+def upload_complete(*, user: User, file_id: object, parts: Sequence[CompletedPart]) -> FileRecord:
+    with transaction.atomic():
+        # The owner's deleted uploads too: completing one says why it cannot (409), not 404.
+        record = locked(user, file_id, staff_ok=False, deleted_ok=True)
+        if record.upload_status == Status.COMPLETED and not record.deleted_at:
+            return _repeat_completion(record, parts)
+        require_open(record, "completed")
+        ordered = _check_part_list(record, parts)
+        claim = _claim_completion(record)
+    try:
+        return _complete_claimed(user, record, ordered)
+    finally:
+        # Whatever happened, the claim ends with this request (completion clears it too).
+        FileRecord.objects.filter(pk=record.pk, completing_since=claim).update(
+            completing_since=None
+        )
+
+
+def _claim_completion(record: FileRecord) -> Any:
+    """Mark the row as being completed, so a second complete answers 409 instead of racing.
+
+    The claim is a timestamp, not a held lock: no lock spans the store's calls, and a claim
+    left by a crashed process lapses after COMPLETING_TIMEOUT.
+    """
+    now = timezone.now()
+    if record.completing_since and now - record.completing_since < COMPLETING_TIMEOUT:
+        raise InvalidTransition(
+            "This upload is being completed by another request; try again shortly.",
+            {"upload_status": record.upload_status},
+        )
+    record.completing_since = now
+    record.save(update_fields=["completing_since"])
+    return now
+
+
+def _complete_claimed(user: User, record: FileRecord, ordered: list[CompletedPart]) -> FileRecord:
+    handler = get_storage_handler()
+    upload = multipart(record)
+    try:
+        stored = handler.list_parts(upload)
+    except PartNotFound:
+        # The upload is gone from the store: a completion that crashed after the store
+        # finished, or cleanup. The store says which.
+        return _finish_from_store(user, record, handler, ordered)
+    except StorageError as exc:
+        raise _store_failed(record, handler, exc) from exc
+    wrong = mismatched_parts(record, ordered, stored)
+    if wrong:
+        # Parts vanish from a listing while an abort removes them: then that is the answer.
+        # Otherwise nothing is lost: the client sends the wrong parts again.
+        raise _ended_meanwhile(record, handler) or PartsMismatch(wrong, record.upload_status)
+    checksums = {part.part_number: part.checksum for part in stored}
+    ordered = [replace(part, checksum=checksums.get(part.part_number, "")) for part in ordered]
+    try:
+        info = handler.complete(upload, ordered, content_type=record.file_content_type)
+    except PartNotFound:
+        return _finish_from_store(user, record, handler, ordered)
+    except PartsRejected as exc:
+        # The list matched the store a moment ago: a part was sent again in between.
+        raise _parts_rejected(record, handler, ordered) from exc
+    except UploadRejected as exc:
+        logger.error("store refused to complete %s as planned: %s", record.pk, exc)
+        _fail(
+            record,
+            handler,
+            "The store refuses parts smaller than 5 MiB except the last; this upload's parts "
+            f"are {size_text(record.part_size)}. Upload the file again with larger parts.",
+        )
+    except StorageError as exc:
+        raise _store_failed(record, handler, exc) from exc
+    return _mark_completed(user, record, handler, ordered, info)
+
+
+def _parts_rejected(
+    record: FileRecord, handler: StorageHandler, parts: Sequence[CompletedPart]
+) -> UploadError:
+    """The parts to send again after the store refused the list it had just agreed with."""
+    try:
+        stored = handler.list_parts(multipart(record))
+    except StorageError as exc:
+        return _store_failed(record, handler, exc)
+    wrong = mismatched_parts(record, parts, stored)
+    return _ended_meanwhile(record, handler) or PartsMismatch(wrong, record.upload_status)
+
+
+def _store_failed(record: FileRecord, handler: StorageHandler, exc: StorageError) -> UploadError:
+    """A store call of a completion failed: a 409 if the upload ended meanwhile, else a 503."""
+    ended = _ended_meanwhile(record, handler)
+    if ended is None:
+        return storage_failure(exc)
+    logger.info("completion of %s failed in the store after it ended: %s", record.pk, exc)
+    return ended
+
+
+def _ended_meanwhile(record: FileRecord, handler: StorageHandler) -> InvalidTransition | None:
+    """The 409 to answer if the upload ended (abort, delete, cleanup) while completing, or None.
+
+    Those commit the row's new state before they touch the store, so whatever the store said
+    that looked wrong is explained by the row.
+    """
+    current = FileRecord.objects.filter(pk=record.pk).first()
+    if current is not None and current.is_open:
+        return None
+    return _ended_while_completing(current, handler, record.storage_key)
+
+
+def _ended_while_completing(
+    current: FileRecord | None, handler: StorageHandler, key: str
+) -> InvalidTransition:
+    """The 409 for a completion that lost to an abort, a delete or cleanup.
+
+    Whatever the store made of our completion must not outlive the upload: a completed file
+    (ours or another request's) keeps its bytes; anything else loses them.
+    """
+    if current is None or current.upload_status != Status.COMPLETED:
+        delete_object_quietly(handler, key)
+    if current is None or current.deleted_at:
+        how = "deleted"
+    elif current.upload_status == Status.COMPLETED:
+        how = "completed by another request"
+    else:
+        how = str(current.upload_status)
+    return InvalidTransition(
+        f"This upload was {how} while this request was completing it.",
+        {"upload_status": current.upload_status if current else Status.ABORTED},
+    )
+
+
+def _repeat_completion(record: FileRecord, parts: Sequence[CompletedPart]) -> FileRecord:
+    try:
+        ordered = sorted(parts, key=lambda p: strict_int(p.part_number, "part_number"))
+    except InvalidInput:
+        ordered = []
+    if ordered and parts_digest(ordered) == record.etag_digest:
+        return record
+    raise InvalidTransition(
+        "This upload is already completed with other parts.",
+        {"upload_status": record.upload_status},
+    )
+
+
+def _finish_from_store(
+    user: User, record: FileRecord, handler: StorageHandler, parts: Sequence[CompletedPart]
+) -> FileRecord:
+    try:
+        info = handler.head(record.storage_key)
+    except PartNotFound:
+        info = None
+    except StorageError as exc:
+        raise _store_failed(record, handler, exc) from exc
+    if info is None or info.size != record.file_size:
+        _fail(record, handler, "The upload no longer exists in the store.")
+    return _mark_completed(user, record, handler, parts, info)
+
+
+def _mark_completed(
+    user: User,
+    record: FileRecord,
+    handler: StorageHandler,
+    parts: Sequence[CompletedPart],
+    info: ObjectInfo,
+) -> FileRecord:
+    digest = parts_digest(parts)
+    problem = _sniffed_type_problem(record, handler)
+    if problem:
+        delete_object_quietly(handler, record.storage_key)
+        _fail(record, handler, problem)
+    with transaction.atomic():
+        # By id: the owner was checked at the start, and a delete meanwhile must not hide it.
+        current = FileRecord.objects.select_for_update().filter(pk=record.pk).first()
+        if current is not None and current.upload_status == Status.COMPLETED:
+            if current.deleted_at:
+                raise _ended_while_completing(current, handler, record.storage_key)
+            if current.etag_digest == digest:
+                return current
+            raise InvalidTransition("This upload is already completed with other parts.")
+        if current is not None and current.is_open:
+            current.upload_status = Status.COMPLETED
+            current.uploaded_parts = len(parts)
+            current.etag = normalize_etag(info.etag)
+            current.checksum = info.checksum
+            current.etag_digest = digest
+            current.completed_at = timezone.now()
+            current.failure_reason = ""
+            current.save()
+            return current
+    # Aborted or deleted (cleanup, the owner, staff) while we were completing.
+    raise _ended_while_completing(current, handler, record.storage_key)
+
+
+def _fail(record: FileRecord, handler: StorageHandler, reason: str) -> NoReturn:
+    """Abort the stored upload, commit the failed state, and tell the client why.
+
+    Only for an upload that can never complete; anything the client can fix keeps it open.
+    """
+    aborted = abort_quietly(handler, multipart(record))
+    with transaction.atomic():
+        current = FileRecord.objects.select_for_update().filter(pk=record.pk).first()
+        if current is None or not current.is_open:
+            raise _ended_while_completing(current, handler, record.storage_key)
+        current.upload_status = Status.FAILED
+        current.failure_reason = reason
+        if aborted:
+            current.upload_id = ""
+        current.save()
+    # Raised after the atomic block: the failed state is committed, not rolled back with us.
+    raise VerificationFailed(reason, {"upload_status": Status.FAILED})
+
+
+def _sniffed_type_problem(record: FileRecord, handler: StorageHandler) -> str | None:
+    """Why the stored bytes' real type is not allowed, or None. Only with ALLOWED_FILE_TYPES."""
+    if not settings.ALLOWED_FILE_TYPES or record.file_size == 0:
+        return None
+    try:
+        head = handler.read_head(record.storage_key, SNIFF_BYTES)
+    except StorageError as exc:
+        raise storage_failure(exc) from exc
+    kind = filetype.guess(head)
+    if kind is None:
+        return None
+    try:
+        check_type_allowed(kind.mime)
+    except UnsupportedFileType:
+        return f"The file's content is {kind.mime}, which is not accepted."
+    return None
