@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from django.conf import settings
+from django.utils import timezone
 
 from tests.helpers import HttpApi
 from uploads.models import FileRecord
@@ -285,3 +287,25 @@ def test_a_complete_killed_at_any_step_leaves_the_upload_completable(http_api: H
             break
         die_at += 1
     assert die_at > 5, "the child finished before it reached the steps of complete"
+
+
+def test_a_claim_left_by_a_killed_complete_lapses_within_a_minute(http_api: HttpApi) -> None:
+    """A server killed mid-complete leaves the row claimed; the local store's complete takes no
+    time that grows with the file, so the next server lets the client finish within a minute."""
+    content = payload(PART + 10, seed=21)
+    upload = http_api.initiate(len(content), part_size=PART)
+    urls = {t["part_number"]: t["url"] for t in upload["presigned_urls"]}
+    parts = []
+    for n, chunk in ((1, content[:PART]), (2, content[PART:])):
+        assert HttpApi.put(urls[n], chunk).status_code == 200
+        parts.append({"part_number": n, "etag": md5(chunk)})
+    claimed = FileRecord.objects.filter(pk=upload["id"])
+
+    claimed.update(completing_since=timezone.now())
+    live = http_api.complete(upload["id"], parts)
+    assert live.status_code == 409, live.text  # a live claim: another request is completing
+
+    claimed.update(completing_since=timezone.now() - timedelta(minutes=1))
+    done = http_api.complete(upload["id"], parts)
+    assert done.status_code == 200, done.text
+    assert object_bytes(upload["id"]) == content

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 KIB = 1024
@@ -148,6 +148,9 @@ def normalize_etag(etag: str) -> str:
 
 class StorageHandler(Protocol):
     name: str
+    # The longest one complete may take in this store: a completion claim older than this was
+    # left by a process that died, and another request may complete the upload.
+    completion_timeout: timedelta
 
     def initiate(
         self, *, file_id: str, key: str, content_type: str, checksum_algorithm: str = ""

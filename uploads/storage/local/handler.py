@@ -30,7 +30,7 @@ import time
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -218,6 +218,9 @@ def _copy_into(source: Path, target_fd: int, offset: int, size: int) -> None:
 
 class LocalStorageHandler:
     name = "local"
+    # Complete copies nothing but re-sent parts, and two completes are kept apart by the
+    # upload's lock: a claim left by a killed server need not block the client for long.
+    completion_timeout = timedelta(seconds=30)
 
     def __init__(self, storage: Storage, parts_dir: Path | None = None) -> None:
         self.storage = storage
