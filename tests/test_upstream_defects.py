@@ -261,13 +261,13 @@ def test_local_complete_checks_part_sizes(user: Any, local_disk: None) -> None:
     assert short.status_code == 400
     parts = put(api, upload, content)
     # ... and one already there (stored before sizes were checked at the PUT) is named at complete.
-    for part in parts_dir(upload).glob("00003.*"):
-        part.unlink()
     short = content[2 * PART : -1]
     digest = hashlib.md5(short, usedforsecurity=False).hexdigest()
-    # A part record as the local store names it, holding its own bytes.
-    record = f"00003.{time.time_ns()}.{2 * PART}.{len(short)}.{digest}..s"
+    # A part record as the local store writes one: a link naming a file of the part's bytes.
+    record = f"00003.{time.time_ns():x}.{2 * PART}.{len(short)}.{digest}..s"
     (parts_dir(upload) / record).write_bytes(short)
+    (parts_dir(upload) / "00003").unlink()
+    (parts_dir(upload) / "00003").symlink_to(record)
     parts[2]["etag"] = digest
 
     response = api.post(f"{UPLOADS}/{upload['id']}/complete", {"parts": parts})

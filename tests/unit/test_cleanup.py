@@ -678,7 +678,7 @@ def test_parts_vanishing_under_an_abort_are_not_a_mismatch(api, monkeypatch, end
         found = real(directory)
         path = f"/v1/files/{'' if ending == 'delete' else 'uploads/'}{body['id']}"
         assert api.delete(path).status_code == 204
-        return found[:1]  # the rest were removed while listing
+        return dict(list(found.items())[:1])  # the rest were removed while listing
 
     monkeypatch.setattr(local_handler, "_scan", scan)
     response = complete(api, body, parts)
@@ -689,19 +689,19 @@ def test_parts_vanishing_under_an_abort_are_not_a_mismatch(api, monkeypatch, end
 
 
 def test_parts_removed_between_listing_and_reading_their_sizes(api, monkeypatch):
-    """An abort removes the part files after the directory was listed, before each is read."""
+    """An abort removes the part records after the directory was listed, before each is read."""
     body, _, parts = completable(api)
-    real = os.scandir
+    real = os.listdir
 
-    def scandir(path: Any) -> Any:
+    def listdir(path: Any = ".") -> Any:
         # rmtree lists directories by file descriptor: only the part listing triggers the abort.
         if not isinstance(path, str | os.PathLike) or Path(path).name != body["upload_id"]:
             return real(path)
-        entries = list(real(path))
+        entries = real(path)
         assert api.delete(f"/v1/files/uploads/{body['id']}").status_code == 204
-        return iter(entries)
+        return entries
 
-    monkeypatch.setattr("uploads.storage.local.handler.os.scandir", scandir)
+    monkeypatch.setattr("uploads.storage.local.handler.os.listdir", listdir)
     response = complete(api, body, parts)
     assert response.status_code == 409, response.content
     assert "aborted" in response.json()["detail"]
@@ -714,22 +714,19 @@ def test_parts_removed_between_listing_and_reading_their_sizes(api, monkeypatch)
 
 
 def test_a_second_complete_while_the_first_removes_the_parts(api, user, monkeypatch):
-    import shutil as real_shutil
-    from types import SimpleNamespace
-
-    from uploads.storage.local import handler as local
 
     body, content, parts = completable(api)
     second: list[Any] = []
+    real = LocalStorageHandler._discard
 
-    def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
-        files = sorted(Path(path).iterdir()) if Path(path).is_dir() else []
+    def discard(directory: Path) -> None:
+        files = sorted(directory.iterdir()) if directory.is_dir() else []
         if files and not second:
             files[0].unlink()  # the first complete's cleanup of its parts is under way
             second.append(complete(api, body, parts))
-        real_shutil.rmtree(path, *args, **kwargs)
+        real(directory)
 
-    monkeypatch.setattr(local, "shutil", SimpleNamespace(rmtree=rmtree))
+    monkeypatch.setattr(LocalStorageHandler, "_discard", staticmethod(discard))
     first = complete(api, body, parts)
 
     current = FileRecord.objects.get(pk=body["id"])
@@ -768,14 +765,11 @@ def test_a_second_complete_must_not_delete_the_first_ones_object(user, monkeypat
     too, and if it reaches the store, starts writing its own copy under another name; A removes
     the parts and marks the file completed; B's next part read fails. B must neither delete
     A's object nor answer anything but 200 or 409 (refusing B before the store is fine)."""
-    import shutil as real_shutil
     import threading
-    from types import SimpleNamespace
 
     from django.db import connections
 
     from tests.helpers import ApiClient
-    from uploads.storage.local import handler as local
 
     body, content, parts = completable(ApiClient(user))
     a_saved, a_done = threading.Event(), threading.Event()
@@ -783,11 +777,13 @@ def test_a_second_complete_must_not_delete_the_first_ones_object(user, monkeypat
     b_writing, b_done, b_moved = threading.Event(), threading.Event(), threading.Event()
     responses: dict[str, Any] = {}
 
-    def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+    real_discard = LocalStorageHandler._discard
+
+    def discard(directory: Path) -> None:
         if threading.current_thread().name == "A" and not a_saved.is_set():
             a_saved.set()
             assert b_moved.wait(10)
-        real_shutil.rmtree(path, *args, **kwargs)
+        real_discard(directory)
 
     real_place = LocalStorageHandler._place
 
@@ -810,7 +806,7 @@ def test_a_second_complete_must_not_delete_the_first_ones_object(user, monkeypat
                 event.set()
             connections.close_all()
 
-    monkeypatch.setattr(local, "shutil", SimpleNamespace(rmtree=rmtree))
+    monkeypatch.setattr(LocalStorageHandler, "_discard", staticmethod(discard))
     monkeypatch.setattr(LocalStorageHandler, "_place", placing)
     threads = [threading.Thread(target=run, args=(name,), name=name) for name in "AB"]
     for thread in threads:

@@ -7,10 +7,11 @@ holding `object`, the file being assembled, and `lock`:
   it holds the part's claim and no stored copy of the part lives there; any other PUT of that
   part (a retry racing the first, a re-send) streams into a file of its own, so a PUT that
   fails never touches bytes a stored part relies on.
-- A part exists once its record exists. The record's name holds everything ListParts reports:
-  `<part>.<generation>.<offset>.<size>.<md5>.<checksum hex>.<i|s>`; `i`: the bytes are in
-  `object` (the record is empty), `s`: the record file holds the bytes. The newest generation
-  wins, so a re-sent part replaces the earlier one, as on S3.
+- A part exists once its record exists: a symbolic link named by the part number (`00007`) whose
+  target holds everything ListParts reports, `<part>.<unique>.<offset>.<size>.<md5>.<checksum
+  hex>.<i|s>`; `i`: the bytes are in `object`, `s`: they are in the file of that name. A record
+  is replaced by renaming a new link over it (atomic; the last PUT to finish wins), so a re-sent
+  part replaces the earlier one, as on S3, and a PUT looks at its own part's record only.
 - Complete holds `lock` exclusively: it checks the records, copies the parts that live in files
   of their own into place (only re-sent or raced parts), syncs, links `object` at the key (atomic,
   never replacing) and removes the directory. Killed at any step, the next complete finishes.
@@ -60,11 +61,14 @@ from .tokens import DownloadGrant, PartGrant, download_token, part_token
 
 OBJECT = "object"
 LOCK = "lock"
+# Prefix of a completed upload's directory, set aside until cleanup removes it.
+DISCARDED = ".done-"
 # Large enough to keep syscalls few, small enough that memory stays flat for 5 GiB parts.
 CHUNK_SIZE = 1 * MIB
 # How long complete waits for PUTs still writing into the object before the client retries.
 COMPLETE_LOCK_WAIT_S = 10.0
-_RECORD = re.compile(r"^(\d{5})\.(\d+)\.(\d+)\.(\d+)\.([0-9a-f]{32})\.([0-9a-f]*)\.([is])$")
+_RECORD = re.compile(r"^(\d{5})\.([0-9a-f]+)\.(\d+)\.(\d+)\.([0-9a-f]{32})\.([0-9a-f]*)\.([is])$")
+_POINTER = re.compile(r"^\d{5}$")
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -74,19 +78,15 @@ class Readable(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Record:
+    # The file holding the part's bytes when they are not in the object; its name is the record.
     path: Path
     part_number: int
-    generation: int
     offset: int
     size: int
     etag: str
     checksum_hex: str
     in_place: bool
     modified: float
-
-    @property
-    def name(self) -> str:
-        return self.path.name
 
     def stored(self) -> StoredPart:
         checksum = bytes.fromhex(self.checksum_hex)
@@ -99,51 +99,55 @@ class _Record:
         )
 
 
-def _record_name(grant: PartGrant, generation: int, etag: str, checksum_hex: str, kind: str) -> str:
+def _record_name(grant: PartGrant, etag: str, checksum_hex: str, kind: str) -> str:
     return (
-        f"{grant.part_number:05d}.{generation}.{grant.offset}.{grant.size}."
+        f"{grant.part_number:05d}.{secrets.token_hex(8)}.{grant.offset}.{grant.size}."
         f"{etag}.{checksum_hex}.{kind}"
     )
 
 
-def _scan(directory: Path) -> list[_Record]:
+def _pointer(directory: Path, number: int) -> Path:
+    return directory / f"{number:05d}"
+
+
+def _read_record(directory: str, pointer: str) -> _Record | None:
+    """The record a part's link names, or None if the part is not stored."""
+    link = os.path.join(directory, pointer)
     try:
-        entries = list(os.scandir(directory))
+        target = os.readlink(link)
+        modified = os.lstat(link).st_mtime
+    except FileNotFoundError:
+        return None
+    match = _RECORD.match(target)
+    if not match:
+        return None
+    number, _, offset, size, etag, checksum_hex, kind = match.groups()
+    return _Record(
+        Path(directory, target),
+        int(number),
+        int(offset),
+        int(size),
+        etag,
+        checksum_hex,
+        kind == "i",
+        modified,
+    )
+
+
+def _scan(directory: Path) -> dict[int, _Record]:
+    """Every stored part's record, by part number."""
+    folder = str(directory)
+    try:
+        names = os.listdir(folder)
     except FileNotFoundError as exc:
         raise PartNotFound(f"{directory.name} has no part directory") from exc
-    records = []
-    for entry in entries:
-        match = _RECORD.match(entry.name)
-        if not match:
-            continue
-        try:
-            modified = entry.stat().st_mtime
-        except FileNotFoundError:
-            continue  # replaced by a newer copy since the listing
-        number, generation, offset, size, etag, checksum_hex, kind = match.groups()
-        records.append(
-            _Record(
-                Path(entry.path),
-                int(number),
-                int(generation),
-                int(offset),
-                int(size),
-                etag,
-                checksum_hex,
-                kind == "i",
-                modified,
-            )
-        )
+    records = {}
+    for name in names:
+        if _POINTER.match(name):
+            record = _read_record(folder, name)
+            if record is not None:
+                records[record.part_number] = record
     return records
-
-
-def _newest(records: list[_Record]) -> dict[int, _Record]:
-    newest: dict[int, _Record] = {}
-    for record in records:
-        current = newest.get(record.part_number)
-        if current is None or record.generation > current.generation:
-            newest[record.part_number] = record
-    return newest
 
 
 def _require_uncompleted(directory: Path) -> None:
@@ -348,7 +352,7 @@ class LocalStorageHandler:
         # Held until the part's record is written: completion waits for writes into the object.
         try:
             fcntl.flock(lock, fcntl.LOCK_SH)
-            current = _newest(_scan(directory)).get(number)
+            current = _read_record(str(directory), f"{number:05d}")
             if current is None or not current.in_place:
                 return claim
             fcntl.flock(lock, fcntl.LOCK_UN)
@@ -397,27 +401,26 @@ class LocalStorageHandler:
     def _commit(
         directory: Path, grant: PartGrant, etag: str, checksum: str, temp: Path | None
     ) -> None:
-        """Record the part; the newest record of a part is the part."""
+        """Point the part's record at the new copy; a copy no record names is removed."""
         if not (directory / OBJECT).exists():
             raise PartNotFound(f"upload {grant.upload_id} ended during the PUT")
-        # Nanoseconds: two PUTs of one part never share a generation in practice, and a tie
-        # still leaves one record, whose bytes match its ETag.
-        generation = time.time_ns()
-        if temp is None:
-            record = directory / _record_name(grant, generation, etag, checksum, "i")
-            os.close(os.open(record, os.O_WRONLY | os.O_CREAT, 0o600))
-        else:
-            os.rename(temp, directory / _record_name(grant, generation, etag, checksum, "s"))
+        pointer = _pointer(directory, grant.part_number)
+        earlier = _read_record(str(directory), pointer.name)
+        name = _record_name(grant, etag, checksum, "i" if temp is None else "s")
+        if temp is not None:
+            os.rename(temp, directory / name)
+        link = directory / f".{name}.link"
+        os.symlink(name, link)
+        os.replace(link, pointer)
         _fsync_dir(directory)
-        for old in _scan(directory):
-            if old.part_number == grant.part_number and old.generation < generation:
-                old.path.unlink(missing_ok=True)
+        if earlier is not None and not earlier.in_place:
+            earlier.path.unlink(missing_ok=True)
 
     def list_parts(self, upload: MultipartUpload) -> list[StoredPart]:
         directory = self._upload_dir(upload.upload_id)
-        newest = _newest(_scan(directory))
+        records = _scan(directory)
         _require_uncompleted(directory)
-        return [newest[n].stored() for n in sorted(newest)]
+        return [records[n].stored() for n in sorted(records)]
 
     def _lock_exclusive(self, lock: int) -> None:
         # Bounded: a stalled body holds its share until the server's body timeout.
@@ -443,7 +446,7 @@ class LocalStorageHandler:
             self._lock_exclusive(lock)
             chosen = self._records_for(directory, parts)
             size = self._place(directory, upload.key, chosen)
-            shutil.rmtree(directory, ignore_errors=True)
+            self._discard(directory)
         except FileNotFoundError as exc:
             # Aborted (cleanup, the owner) while completing: the directory went.
             raise PartNotFound(f"upload {upload.upload_id} ended: {exc}") from exc
@@ -459,10 +462,10 @@ class LocalStorageHandler:
     @staticmethod
     def _records_for(directory: Path, parts: Sequence[CompletedPart]) -> list[_Record]:
         _require_uncompleted(directory)
-        newest = _newest(_scan(directory))
+        records = _scan(directory)
         chosen, offset = [], 0
         for part in parts:
-            record = newest.get(part.part_number)
+            record = records.get(part.part_number)
             if record is None or record.etag != normalize_etag(part.etag):
                 raise PartsRejected(f"part {part.part_number} is not stored with that ETag")
             if record.offset != offset:
@@ -498,6 +501,17 @@ class LocalStorageHandler:
         assembled.unlink()
         _fsync_dir(directory)
         return size
+
+    @staticmethod
+    def _discard(directory: Path) -> None:
+        """Set a completed upload's directory aside in one step; `list_uploads` removes it.
+
+        Removing a file per part (thousands) would keep the client waiting for nothing.
+        """
+        try:
+            os.rename(directory, directory.with_name(f"{DISCARDED}{directory.name}"))
+        except OSError:
+            shutil.rmtree(directory, ignore_errors=True)
 
     def abort(self, upload: MultipartUpload) -> None:
         try:
@@ -543,7 +557,10 @@ class LocalStorageHandler:
         except FileNotFoundError:
             return
         for entry in entries:
-            if _UPLOAD_ID.match(entry.name) and entry.is_dir() and entry.stat().st_mtime < cutoff:
+            if entry.name.startswith(DISCARDED):
+                # What completions set aside; cleanup calls this on its schedule.
+                shutil.rmtree(entry.path, ignore_errors=True)
+            elif _UPLOAD_ID.match(entry.name) and entry.is_dir() and entry.stat().st_mtime < cutoff:
                 yield MultipartUpload(file_id="", key="", upload_id=entry.name)
 
     def download_url(self, key: str, *, file_name: str, expires_in: int) -> str:
