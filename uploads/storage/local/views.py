@@ -5,6 +5,9 @@ The one place where the local store's refusals become the API's errors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -77,9 +80,24 @@ def _part_error(exc: PartRefused) -> UploadError:
     return InvalidInput(f"Part {number} was refused; nothing was stored.")
 
 
-def _local_handler() -> LocalStorageHandler | None:
+def _answers_errors(
+    view: Callable[[HttpRequest, str], HttpResponse],
+) -> Callable[..., HttpResponse]:
+    @wraps(view)
+    def answer(request: HttpRequest, token: str) -> HttpResponse:
+        try:
+            return view(request, token)
+        except UploadError as exc:
+            return _error(exc)
+
+    return answer
+
+
+def _local_handler(kind: str) -> LocalStorageHandler:
     handler = get_storage_handler()
-    return handler if isinstance(handler, LocalStorageHandler) else None
+    if not isinstance(handler, LocalStorageHandler):
+        raise AccessDenied(f"This {kind} link is invalid.")
+    return handler
 
 
 def _content_length(request: HttpRequest) -> int | None:
@@ -93,46 +111,44 @@ def _content_length(request: HttpRequest) -> int | None:
 # The signed token in the URL is the credential, as with S3 presigned URLs; there is no session.
 @csrf_exempt
 @require_http_methods(["PUT"])
+@_answers_errors
 def part_upload(request: HttpRequest, token: str) -> HttpResponse:
     try:
         grant = read_part_token(token)
     except LinkRefused as exc:
-        return _error(_link_error(exc, "upload"))
-    handler = _local_handler()
-    if handler is None:
-        return _error(AccessDenied("This upload link is invalid."))
+        raise _link_error(exc, "upload") from exc
+    handler = _local_handler("upload")
     # A link stays bound to its upload: once completed or aborted it is dead, even unexpired.
     if not upload_accepts_part(
         file_id=grant.file_id, upload_id=grant.upload_id, part_number=grant.part_number
     ):
-        return _error(AccessDenied(GONE))
+        raise AccessDenied(GONE)
     try:
         # The body is read from the request stream in chunks: `request.body` would load it whole.
         etag = handler.receive_part(grant, request, length=_content_length(request))
     except PartRefused as exc:
-        return _error(_part_error(exc))
-    except PartNotFound:
-        return _error(AccessDenied(GONE))
+        raise _part_error(exc) from exc
+    except PartNotFound as exc:
+        raise AccessDenied(GONE) from exc
     except StorageError as exc:
-        return _error(storage_failure(exc))
+        raise storage_failure(exc) from exc
     response = HttpResponse(status=200)
     response["ETag"] = f'"{etag}"'
     return response
 
 
 @require_http_methods(["GET", "HEAD"])
+@_answers_errors
 def download(request: HttpRequest, token: str) -> HttpResponse:
     try:
         grant = read_download_token(token)
     except LinkRefused as exc:
-        return _error(_link_error(exc, "download"))
-    handler = _local_handler()
-    if handler is None:
-        return _error(AccessDenied("This download link is invalid."))
+        raise _link_error(exc, "download") from exc
+    handler = _local_handler("download")
     try:
         stream = handler.open(grant.key)
-    except PartNotFound:
-        return _error(UploadNotFound())
+    except PartNotFound as exc:
+        raise UploadNotFound() from exc
     except StorageError as exc:
-        return _error(storage_failure(exc))
+        raise storage_failure(exc) from exc
     return FileResponse(stream, as_attachment=True, filename=grant.file_name)
