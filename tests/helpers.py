@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -123,3 +124,15 @@ class HttpApi:
 
     def complete(self, file_id: str, parts: list[dict[str, Any]]) -> requests.Response:
         return self.call("POST", f"/v1/files/uploads/{file_id}/complete", {"parts": parts})
+
+
+def local_part_files(directory: Path) -> list[Path]:
+    """Part records and leftovers in a local upload's directory: everything but the object
+    being assembled, its lock and the parts' claims."""
+    if not directory.exists():
+        return []
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.name not in {"object", "lock"} and not p.name.endswith(".claim")
+    )

@@ -13,7 +13,7 @@ import requests
 from django.conf import settings
 from django.core.files.storage import storages
 
-from tests.helpers import HttpApi
+from tests.helpers import HttpApi, local_part_files
 from uploads.storage.base import MultipartUpload
 from uploads.storage.local import LocalStorageHandler
 
@@ -67,18 +67,6 @@ class Store:
     def local_part_files(self, upload_id: str) -> list[Path]:
         """Part records and leftovers (temp files) in a local upload's directory."""
         return local_part_files(self.parts_dir / upload_id)
-
-
-def local_part_files(directory: Path) -> list[Path]:
-    """Part records and leftovers in a local upload's directory: everything but the object
-    being assembled, its lock and the parts' claims."""
-    if not directory.exists():
-        return []
-    return sorted(
-        p
-        for p in directory.iterdir()
-        if p.name not in {"object", "lock"} and not p.name.endswith(".claim")
-    )
 
 
 def local_parts(upload_id: str) -> list[tuple[int, str]]:

@@ -141,7 +141,7 @@ def _scan(directory: Path) -> dict[int, _Record]:
         names = os.listdir(folder)
     except FileNotFoundError as exc:
         raise PartNotFound(f"{directory.name} has no part directory") from exc
-    records = {}
+    records: dict[int, _Record] = {}
     for name in names:
         if _POINTER.match(name):
             record = _read_record(folder, name)
@@ -463,7 +463,8 @@ class LocalStorageHandler:
     def _records_for(directory: Path, parts: Sequence[CompletedPart]) -> list[_Record]:
         _require_uncompleted(directory)
         records = _scan(directory)
-        chosen, offset = [], 0
+        chosen: list[_Record] = []
+        offset = 0
         for part in parts:
             record = records.get(part.part_number)
             if record is None or record.etag != normalize_etag(part.etag):
