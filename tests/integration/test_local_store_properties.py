@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from tests.helpers import HttpApi
 from uploads.models import FileRecord
+from uploads.services.cleanup import reconcile_storage
 
 from .support import MIB, local_parts, md5, payload
 
@@ -304,4 +305,23 @@ def test_a_claim_left_by_a_killed_complete_lapses_within_a_minute(http_api: Http
     claimed.update(completing_since=timezone.now() - timedelta(minutes=1))
     done = http_api.complete(upload["id"], parts)
     assert done.status_code == 200, done.text
+    assert object_bytes(upload["id"]) == content
+
+
+def test_what_complete_sets_aside_goes_with_the_next_reconcile(http_api: HttpApi) -> None:
+    content = payload(PART + 10, seed=8)
+    upload = http_api.initiate(len(content), part_size=PART)
+    urls = {t["part_number"]: t["url"] for t in upload["presigned_urls"]}
+    parts = []
+    for n, chunk in ((1, content[:PART]), (2, content[PART:])):
+        assert HttpApi.put(urls[n], chunk).status_code == 200
+        parts.append({"part_number": n, "etag": md5(chunk)})
+    assert http_api.complete(upload["id"], parts).status_code == 200
+    parts_dir = Path(settings.UPLOADS_LOCAL_PARTS_DIR)
+    assert not (parts_dir / upload["upload_id"]).exists()
+    assert (parts_dir / f".done-{upload['upload_id']}").is_dir()
+
+    reconcile_storage()
+
+    assert list(parts_dir.iterdir()) == []
     assert object_bytes(upload["id"]) == content
