@@ -147,7 +147,9 @@ def local_rows(count: int) -> list[Row]:
         failed_batches = -(-failed_count // cleanup.BATCH_SIZE)
         FileRecord.objects.all().delete()
         make_expired(failed_count, status="failed", parts=False)
-        FileRecord.objects.update(modified=FileRecord.objects.first().modified - timedelta(days=8))
+        FileRecord.objects.update(
+            modified=FileRecord.objects.latest("modified").modified - timedelta(days=8)
+        )
         failed, failed_seconds, failed_queries = timed(lambda: cleanup.cleanup_failed_uploads(7))
         assert (failed.deleted, failed.errors, failed.finished) == (failed_count, 0, True), failed
         assert not FileRecord.objects.exists()
@@ -160,7 +162,9 @@ def local_rows(count: int) -> list[Row]:
         (media / "uploads" / "bench").mkdir(parents=True, exist_ok=True)
         for key in keys:
             (media / key).write_bytes(b"kept")
-        FileRecord.objects.update(deleted_at=FileRecord.objects.first().created - timedelta(days=8))
+        FileRecord.objects.update(
+            deleted_at=FileRecord.objects.latest("created").created - timedelta(days=8)
+        )
         purged, purge_seconds, purge_queries = timed(cleanup.purge_deleted_files)
         assert (purged.deleted, purged.errors, purged.finished) == (purge_count, 0, True), purged
         assert not FileRecord.objects.exists()

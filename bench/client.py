@@ -62,7 +62,7 @@ def _random_file(directory: str, size: int) -> Path:
 
 
 def run(quick: bool = False) -> list[Row]:
-    from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
+    from boto3.s3.transfer import TransferConfig
     from django.contrib.auth import get_user_model
     from django.core.files.storage import default_storage
 

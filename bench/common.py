@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 MIB = 1024 * 1024
 
@@ -69,6 +69,7 @@ def free_port() -> int:
 def moto_s3() -> Iterator[tuple[str, Any]]:
     """A moto S3 server on loopback, with the default storage pointed at a fresh bucket."""
     import boto3
+    from botocore.config import Config
     from django.conf import settings
     from django.test import override_settings
     from moto.server import ThreadedMotoServer
@@ -92,7 +93,7 @@ def moto_s3() -> Iterator[tuple[str, Any]]:
         region_name="us-east-1",
         aws_access_key_id="bench",
         aws_secret_access_key="bench",
-        config=options["client_config"],
+        config=cast(Config, options["client_config"]),
     )
     client.create_bucket(Bucket="bench")
     s3_storage = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}

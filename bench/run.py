@@ -43,6 +43,7 @@ ORDER = [
     "cleanup",
     "client",
     "browser",
+    "progress",
     "datapath",
     "listing",
     "throughput",
@@ -54,6 +55,7 @@ CAPS = {
     "cleanup": (200, 30),
     "client": (120, 30),
     "browser": (120, 45),
+    "progress": (150, 75),
     "datapath": (240, 40),
     "listing": (150, 35),
     "throughput": (120, 40),
@@ -143,13 +145,7 @@ def child_main(name: str, quick: bool, out: Path) -> None:
     facts["seconds"] = f"{time.perf_counter() - start:.1f}"
     store = getattr(module, "STORE", "")
     if not store:
-        from uploads.storage import get_storage_handler
-
-        store = (
-            "S3 API (moto server on loopback)"
-            if used_s3
-            else (f"{get_storage_handler().name} disk")
-        )
+        store = "S3 API (moto server on loopback)" if used_s3 else "local disk"
     facts["store"] = store
     out.write_text(json.dumps({"rows": [asdict(row) for row in rows], "facts": facts}))
 

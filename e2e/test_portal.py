@@ -346,7 +346,7 @@ def test_large_file_uploads_in_parts_with_progress(
     bar = row.get_by_role("progressbar")
     expect(row).to_have_attribute("data-state", "sending")
     expect(bar).to_have_attribute("aria-valuenow", NONZERO)
-    expect(row.get_by_test_id("upload-stats")).to_contain_text("of 12.6 MB")
+    expect(row.get_by_test_id("upload-stats")).to_contain_text("of 12.0 MiB")
     # Still sending while the page shows progress: it advanced before the upload was done.
     assert row.get_attribute("data-state") == "sending"
     gate.release()
@@ -629,6 +629,10 @@ def test_resume_after_reload_sends_only_what_the_store_lacks_or_cannot_vouch_for
 
     uploader.wait_state(name, "done")
     row = uploader.row(name)
+    # What was found stays said after the upload is done.
+    expect(row.get_by_test_id("upload-note")).to_contain_text(
+        f"Resuming: {len(kept)} part(s) already stored."
+    )
     # What the store lacked, and what it holds but cannot show to be this file's, went over the
     # wire, each part once; the parts it vouched for did not.
     assert sorted(traffic.parts(file_id)) == sorted(set(range(1, parts + 1)) - kept)

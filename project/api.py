@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from typing import Any
@@ -12,6 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
+from ninja.openapi.docs import Swagger, render_template
 from ninja_extra.exceptions import Throttled as ExtraThrottled
 
 from uploads.api import router as uploads_router
@@ -20,12 +22,29 @@ from uploads.errors import UploadError, error_body
 
 logger = logging.getLogger(__name__)
 
+
+class SessionSwagger(Swagger):
+    """The docs page, whose "Try it out" works for a signed-in portal user: the routers take
+    the session with its CSRF token, but ninja sends the token only when the API itself
+    declares an auth that wants it (ours is declared per router)."""
+
+    def render_page(self, request: HttpRequest, api: NinjaAPI, **kwargs: Any) -> HttpResponse:
+        self.settings["url"] = self.get_openapi_url(api, kwargs)
+        context = {
+            "swagger_settings": json.dumps(self.settings, indent=1),
+            "api": api,
+            "add_csrf": True,
+        }
+        return render_template(request, self.template, self.template_cdn, context)
+
+
 api = NinjaAPI(
     title="Direct Uploads API",
     version="1",
     description="Multipart uploads straight to S3 (or local disk) through presigned URLs.",
     urls_namespace="api-1",
     # The schema and the docs page are read-only: GET/HEAD, anything else is 405.
+    docs=SessionSwagger(),
     docs_decorator=require_safe,
 )
 # ninja_jwt's token pair/refresh, throttled against password guessing (uploads/auth.py).
@@ -45,7 +64,7 @@ def upload_error(request: HttpRequest, exc: UploadError) -> HttpResponse:
 
 @api.exception_handler(ValidationError)
 def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    errors = [
+    errors: list[dict[str, Any]] = [
         {
             "loc": list(error.get("loc", [])),
             "msg": str(error.get("msg", "")),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, overload
 
 import dj_database_url
 from botocore.config import Config
@@ -28,6 +29,10 @@ def env_bool(name: str, default: bool = False) -> bool:
     return value.lower() in {"1", "true", "yes", "on"}
 
 
+@overload
+def env_int(name: str, default: int) -> int: ...
+@overload
+def env_int(name: str, default: None) -> int | None: ...
 def env_int(name: str, default: int | None) -> int | None:
     value = env_str(name)
     if not value:
@@ -119,7 +124,7 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0) or 0,
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -182,9 +187,9 @@ def s3_storage_options(
     access_key: str,
     secret_key: str,
     session_token: str = "",
-    connect_timeout: int | None = AWS_S3_CONNECT_TIMEOUT,
-    read_timeout: int | None = AWS_S3_READ_TIMEOUT,
-    max_attempts: int | None = AWS_S3_MAX_ATTEMPTS,
+    connect_timeout: int = AWS_S3_CONNECT_TIMEOUT,
+    read_timeout: int = AWS_S3_READ_TIMEOUT,
+    max_attempts: int = AWS_S3_MAX_ATTEMPTS,
 ) -> dict[str, object]:
     """OPTIONS for django-storages' S3Storage; tests build the same dict for moto."""
     return {
@@ -263,6 +268,10 @@ UPLOADS_LOCAL_PARTS_DIR = Path(env_str("UPLOADS_LOCAL_PARTS_DIR", str(MEDIA_ROOT
 # The portal's uploader signs each part's SHA-256 into its URL; off only for an S3-compatible
 # store that refuses x-amz-checksum-sha256 (the upload then rests on ETags and sizes).
 UPLOADS_BROWSER_CHECKSUMS = env_bool("UPLOADS_BROWSER_CHECKSUMS", True)
+# Part PUTs the portal's uploader runs at once, shared by every file on the page.
+UPLOADS_BROWSER_CONCURRENCY = env_int("UPLOADS_BROWSER_CONCURRENCY", 4)
+# A part PUT with no upload progress for this long is aborted and sent again.
+UPLOADS_BROWSER_STALL_SECONDS = env_int("UPLOADS_BROWSER_STALL_SECONDS", 30)
 
 # --- API auth ------------------------------------------------------------------------------
 NINJA_JWT = {
@@ -310,7 +319,8 @@ SECURE_CSP: dict[str, list[str]] = {
     "default-src": [CSP.SELF],
     "script-src": [CSP.SELF, CSP.NONCE],
     "style-src": [CSP.SELF],
-    "img-src": [CSP.SELF, "data:"],
+    # blob: the uploader shows a picked image as its own thumbnail, without sending it anywhere.
+    "img-src": [CSP.SELF, "data:", "blob:"],
     "connect-src": [CSP.SELF, *UPLOADS_CSP_CONNECT_SRC],
     "object-src": [CSP.NONE],
     "base-uri": [CSP.SELF],
@@ -357,7 +367,7 @@ SERVED_BY_HEADER = env_bool("SERVED_BY_HEADER", False)
 if SERVED_BY_HEADER:
     MIDDLEWARE.insert(0, "uploads.middleware.ServedByMiddleware")
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},

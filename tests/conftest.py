@@ -1,24 +1,37 @@
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # moto reads this at import: without it every response carries permissive CORS headers.
 os.environ.setdefault("MOTO_DISABLE_GLOBAL_CORS", "1")
 
 import boto3
+import hypothesis.configuration
 import pytest
+import schemathesis.core.storage
 from django.contrib.auth import get_user_model
 
 from project.settings import s3_storage_options
 from tests import verifying_s3
-from tests.helpers import AUTH_MODES, ApiClient
+from tests.helpers import AUTH_MODES, ApiClient, pin_local_disk
 from tests.ports import free_port
 
 MIB = 1024 * 1024
+
+# Hypothesis and Schemathesis keep their state (example databases, caches, crash reports) under
+# the current directory unless told otherwise: a test run writes nothing into the work tree.
+_TOOL_STATE = Path(tempfile.mkdtemp(prefix="direct-uploads-tests-"))
+atexit.register(shutil.rmtree, _TOOL_STATE, ignore_errors=True)
+hypothesis.configuration.set_hypothesis_home_dir(_TOOL_STATE / "hypothesis")
+schemathesis.core.storage.DEFAULT_ROOT = _TOOL_STATE / "schemathesis"
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +39,12 @@ def _isolated_media(settings: Any, tmp_path: Any) -> None:
     """Each test gets its own media root and part directory, so no test sees another's files."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.UPLOADS_LOCAL_PARTS_DIR = tmp_path / "media" / ".parts"
+
+
+@pytest.fixture
+def local_disk(settings: Any) -> None:
+    """Pin the local-disk handler, whatever the environment configured."""
+    pin_local_disk(settings)
 
 
 @pytest.fixture(autouse=True)

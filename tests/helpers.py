@@ -1,16 +1,46 @@
-"""Small clients shared by the tests: one over Django's test client, one over real HTTP."""
+"""What the tests share: a client over Django's test client, one over real HTTP, the error
+shape check and the store pin."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import pytest
 import requests
+from django.conf import settings
 from django.middleware.csrf import get_token
 from django.test import Client, RequestFactory
 
 from uploads.auth import refresh_token_for
+
+# tests/settings.py lowers the minimum part to 1 KiB so multi-part uploads stay tiny.
+PART = 1024
+UPLOADS = "/v1/files/uploads"
+LOCAL_DISK = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+
+
+def pin_local_disk(settings: Any) -> None:
+    """The local-disk handler, whatever the environment configured (pytest-django `settings`)."""
+    settings.STORAGES = {**settings.STORAGES, "default": LOCAL_DISK}
+
+
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    """The one error shape: {"detail": str, "code": str} and sometimes "extra", as JSON."""
+    assert response.status_code == status, response.content
+    assert response.headers["Content-Type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert set(body) <= {"detail", "code", "extra"}, body
+    assert isinstance(body["detail"], str) and body["detail"], body
+    assert body["code"] == code, body
+    return body  # type: ignore[no-any-return]
+
+
+def initiate(api: ApiClient | HttpApi, size: int, **fields: Any) -> dict[str, Any]:
+    """Start an upload of `size` bytes (parts of PART unless `part_size` is given); 201 or fail."""
+    return api.initiate(size, **{"part_size": PART, **fields})
 
 
 def access_token(user: Any) -> str:
@@ -70,6 +100,11 @@ class ApiClient:
     def delete(self, path: str, **extra: Any) -> Any:
         return self.request("delete", path, **extra)
 
+    def initiate(self, size: int, **fields: Any) -> dict[str, Any]:
+        response = self.post(UPLOADS, {"file_name": "data.bin", "file_size": size, **fields})
+        assert response.status_code == 201, response.content
+        return response.json()  # type: ignore[no-any-return]
+
     def put_part(self, url: str, body: bytes) -> Any:
         """PUT a part to a local-handler URL through the same Django client."""
         return self.client.put(url, data=body, content_type="application/octet-stream")
@@ -112,7 +147,7 @@ class HttpApi:
 
     def initiate(self, size: int, **fields: Any) -> dict[str, Any]:
         response = self.call(
-            "POST", "/v1/files/uploads", {"file_name": "data.bin", "file_size": size, **fields}
+            "POST", UPLOADS, {"file_name": "data.bin", "file_size": size, **fields}
         )
         assert response.status_code == 201, response.text
         return response.json()  # type: ignore[no-any-return]
@@ -136,3 +171,53 @@ def local_part_files(directory: Path) -> list[Path]:
         for p in directory.iterdir()
         if p.name not in {"object", "lock"} and not p.name.endswith(".claim")
     )
+
+
+class Store:
+    """Looks into the store behind the handler, around the application, to check what it holds."""
+
+    def __init__(self, backend: str, s3: Any = None) -> None:
+        self.backend = backend
+        self.s3 = s3
+
+    @classmethod
+    def of(cls, backend: str, request: pytest.FixtureRequest) -> Store:
+        """The store behind `backend`: "local", or the name of an S3 fixture."""
+        return cls(backend, None if backend == "local" else request.getfixturevalue(backend))
+
+    @property
+    def parts_dir(self) -> Path:
+        return Path(settings.UPLOADS_LOCAL_PARTS_DIR)
+
+    def upload_alive(self, upload_id: str) -> bool:
+        """Whether the store still holds the multipart upload `upload_id`."""
+        if self.s3 is None:
+            return (self.parts_dir / upload_id).exists()
+        uploads: list[dict[str, Any]] = []
+        pages = self.s3.client.get_paginator("list_multipart_uploads")
+        for page in pages.paginate(Bucket=self.s3.bucket):
+            uploads.extend(page.get("Uploads", []))
+        return any(item["UploadId"] == upload_id for item in uploads)
+
+    def object_bytes(self, key: str) -> bytes | None:
+        """The stored object at `key`, or None when there is none."""
+        if self.s3 is None:
+            path = Path(settings.MEDIA_ROOT) / key
+            return path.read_bytes() if path.is_file() else None
+        try:
+            response = self.s3.client.get_object(Bucket=self.s3.bucket, Key=key)
+        except self.s3.client.exceptions.NoSuchKey:
+            return None
+        return response["Body"].read()  # type: ignore[no-any-return]
+
+    def local_part_files(self, upload_id: str) -> list[Path]:
+        """Part records and leftovers (temp files) in a local upload's directory."""
+        return local_part_files(self.parts_dir / upload_id)
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip a test this machine can't run (a service down, no root), or fail it where the run
+    must have everything: CI sets TESTS_REQUIRE_SERVICES=1, so nothing it needs is skipped."""
+    if os.environ.get("TESTS_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"required for this run: {reason}", pytrace=False)
+    pytest.skip(reason)

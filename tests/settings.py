@@ -25,7 +25,7 @@ UPLOADS_LOCAL_PARTS_DIR = MEDIA_ROOT / ".parts"
 # Small parts keep tests fast; S3-mode tests raise this back to S3's 5 MiB.
 UPLOADS_MIN_PART_SIZE = 1024
 UPLOADS_DEFAULT_PART_SIZE = 5 * 1024 * 1024
-UPLOADS_PARENT_MODELS: list[str] = []
+UPLOADS_PARENT_MODELS = []
 
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 

@@ -28,7 +28,7 @@ from django.utils import timezone
 from storages.backends.s3 import S3Storage
 
 from tests.factories import FileRecordFactory
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, initiate, pin_local_disk
 from tests.testapp.models import Comment, Post
 from uploads.errors import (
     InvalidInput,
@@ -56,24 +56,8 @@ UPLOADS = "/v1/files/uploads"
 KEY = re.compile(r"^uploads/\d{4}/\d{2}/\d{2}/[0-9a-f]{32}$")
 
 
-@pytest.fixture
-def local_disk(settings: Any) -> None:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    }
-
-
 def content_of(size: int) -> bytes:
     return bytes((i * 7 + i // 251) & 0xFF for i in range(size))
-
-
-def initiate(api: ApiClient, content: bytes, **fields: Any) -> dict[str, Any]:
-    response = api.post(
-        UPLOADS, {"file_name": "d.bin", "file_size": len(content), "part_size": PART, **fields}
-    )
-    assert response.status_code == 201, response.content
-    return response.json()  # type: ignore[no-any-return]
 
 
 def put(api: ApiClient, upload: dict[str, Any], content: bytes, *, skip: tuple[int, ...] = (),
@@ -112,10 +96,7 @@ def test_storage_detection_not_fooled_by_lazy_default_storage(s3: Any, settings:
     assert isinstance(handler, S3StorageHandler)
     assert handler.bucket == s3.bucket
 
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    }
+    pin_local_disk(settings)
     assert isinstance(get_storage_handler(), LocalStorageHandler)
 
 
@@ -135,7 +116,7 @@ def test_s3_key_derived_once_not_per_call(
     monkeypatch.setattr(services.timezone, "now", lambda: day_one)
     content = content_of(5 * MIB + 100)
     api = ApiClient(user)
-    upload = initiate(api, content, part_size=5 * MIB)
+    upload = initiate(api, len(content), part_size=5 * MIB)
     key = FileRecord.objects.get(pk=upload["id"]).storage_key
     assert key.startswith("uploads/2031/12/31/")
 
@@ -163,7 +144,7 @@ def test_client_path_segments_and_extensions_never_reach_storage_key(
     api = ApiClient(user)
     content = content_of(3000)
     for name in ("../../etc/passwd.exe", "..\\..\\boot.ini", "a/b/c.tar.gz", "evil\x00.php"):
-        upload = initiate(api, content, file_name=name, file_content_type="image/png")
+        upload = initiate(api, len(content), file_name=name, file_content_type="image/png")
         done = api.post(f"{UPLOADS}/{upload['id']}/complete", {"parts": put(api, upload, content)})
         assert done.status_code == 200, done.content
         record = FileRecord.objects.get(pk=upload["id"])
@@ -180,7 +161,7 @@ def test_client_path_segments_and_extensions_never_reach_storage_key(
 def test_failed_status_not_rolled_back_with_the_exception(user: Any, local_disk: None) -> None:
     api = ApiClient(user)
     content = content_of(2500)
-    upload = initiate(api, content)
+    upload = initiate(api, len(content))
     parts = put(api, upload, content)
     listed = [CompletedPart(p["part_number"], p["etag"]) for p in parts]
     # The store lost the upload: it can never complete.
@@ -211,7 +192,7 @@ def test_abort_of_completed_file_refused(user: Any, local_disk: None) -> None:
 def test_local_complete_does_not_skip_missing_parts(user: Any, local_disk: None) -> None:
     api = ApiClient(user)
     content = content_of(2500)
-    upload = initiate(api, content)
+    upload = initiate(api, len(content))
     parts = put(api, upload, content, skip=(2,))
 
     # The handler itself refuses to complete around a hole ...
@@ -238,7 +219,7 @@ def test_local_complete_does_not_skip_missing_parts(user: Any, local_disk: None)
 def test_local_complete_checks_etags(user: Any, local_disk: None) -> None:
     api = ApiClient(user)
     content = content_of(2500)
-    upload = initiate(api, content)
+    upload = initiate(api, len(content))
     parts = put(api, upload, content)
     parts[1]["etag"] = parts[0]["etag"]
 
@@ -255,7 +236,7 @@ def test_local_complete_checks_etags(user: Any, local_disk: None) -> None:
 def test_local_complete_checks_part_sizes(user: Any, local_disk: None) -> None:
     api = ApiClient(user)
     content = content_of(2500)
-    upload = initiate(api, content)
+    upload = initiate(api, len(content))
     # A last part a byte short never reaches the store ...
     short = api.put_part(upload["presigned_urls"][2]["url"], content[2 * PART : -1])
     assert short.status_code == 400
@@ -301,7 +282,7 @@ def test_part_size_is_checked(user: Any, local_disk: None, settings: Any) -> Non
 
     # At the PUT: a body larger than its part is refused before it is stored.
     content = content_of(2500)
-    upload = initiate(api, content)
+    upload = initiate(api, len(content))
     too_big = api.put_part(upload["presigned_urls"][0]["url"], content[: PART + 1])
     assert too_big.status_code == 413
     # So is a non-last part shorter than part_size.
@@ -339,7 +320,7 @@ def test_size_upper_bound_enforced_in_service_not_only_serializer(
 def test_true_is_not_part_number_one(user: Any, local_disk: None) -> None:
     api = ApiClient(user)
     content = content_of(900)  # one part
-    upload = initiate(api, content)
+    upload = initiate(api, len(content))
     parts = put(api, upload, content)
 
     as_json = api.post(
@@ -388,7 +369,7 @@ def test_cleanup_does_not_race_complete(
     an aborted one. (tests/postgres/test_cleanup_race.py runs the real race on PostgreSQL.)"""
     api = ApiClient(user)
     content = content_of(2500)
-    upload = initiate(api, content)
+    upload = initiate(api, len(content))
     parts = put(api, upload, content)
     FileRecord.objects.filter(pk=upload["id"]).update(
         upload_expires_at=timezone.now() - timedelta(seconds=1)
@@ -417,7 +398,7 @@ def test_cleanup_does_not_race_complete(
 def test_deleting_in_flight_upload_aborts_multipart(s3: Any, user: Any) -> None:
     api = ApiClient(user)
     content = content_of(5 * MIB + 10)
-    upload = initiate(api, content, part_size=5 * MIB)
+    upload = initiate(api, len(content), part_size=5 * MIB)
     first = upload["presigned_urls"][0]["url"]
     assert requests.put(first, data=content[: 5 * MIB], timeout=60).status_code == 200
     listed = s3.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", [])

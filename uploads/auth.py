@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -55,7 +55,8 @@ def _password_stamp(user: AbstractBaseUser) -> str:
 
 def refresh_token_for(user: AbstractBaseUser) -> RefreshToken:
     """A refresh token (and, through `.access_token`, its access token) for `user`."""
-    token = RefreshToken.for_user(user)
+    # ninja_jwt annotates `for_user` as returning the class, not an instance of it.
+    token = cast(RefreshToken, RefreshToken.for_user(user))  # type: ignore[misc]
     token[PASSWORD_CLAIM] = _password_stamp(user)
     return token
 
@@ -184,7 +185,7 @@ def obtain_token(request: HttpRequest, user_token: TokenPairIn) -> Any:
     user_token.check_user_authentication_rule()
     # A sign-in like the portal's: the login lockout forgets this user's failures from here.
     user_logged_in.send(sender=type(user_token._user), request=request, user=user_token._user)
-    return user_token.to_response_schema()
+    return user_token.to_response_schema()  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
 @token_router.post(

@@ -15,6 +15,9 @@ from django.db import DataError
 from django.http import HttpRequest, HttpResponse
 from storages.backends.s3 import S3Storage
 
+from .errors import InvalidInput, UploadError
+from .http import HtmxHttpRequest, render_error
+
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[HttpRequest], HttpResponse]
@@ -90,10 +93,7 @@ class PortalErrorMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)
 
-    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
-        from .errors import InvalidInput, UploadError
-        from .views import render_error
-
+    def process_exception(self, request: HtmxHttpRequest, exc: Exception) -> HttpResponse | None:
         if request.path.startswith("/v1/"):
             return None
         if isinstance(exc, DataError):

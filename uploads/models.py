@@ -1,14 +1,25 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
 
 
 class FileRecordQuerySet(models.QuerySet["FileRecord"]):
+    """Each filter on files, written once."""
+
     def visible(self) -> FileRecordQuerySet:
         """Files not deleted: everything users (and the API) may see."""
         return self.filter(deleted_at__isnull=True)
@@ -16,6 +27,58 @@ class FileRecordQuerySet(models.QuerySet["FileRecord"]):
     def deleted(self) -> FileRecordQuerySet:
         """Deleted files whose bytes are kept until the retention period ends."""
         return self.filter(deleted_at__isnull=False)
+
+    def visible_to(
+        self,
+        user: AbstractBaseUser | AnonymousUser,
+        *,
+        staff_ok: bool = True,
+        deleted_ok: bool = False,
+    ) -> FileRecordQuerySet:
+        """Owners see their own files; staff see everyone's unless the action is owner-only.
+
+        Deleted files are hidden (404) unless the caller asks for them to say why it refuses.
+        """
+        queryset = self.select_related("created_by", "parent_content_type")
+        if not deleted_ok:
+            queryset = queryset.visible()
+        if not user.is_authenticated:
+            return queryset.none()
+        if staff_ok and getattr(user, "is_staff", False):
+            return queryset
+        return queryset.filter(created_by_id=user.pk)
+
+    def open(self) -> FileRecordQuerySet:
+        """Uploads that may still complete or be aborted."""
+        return self.filter(upload_status__in=FileRecord.OPEN_STATES)
+
+    def expired(self, now: datetime) -> FileRecordQuerySet:
+        """Open uploads past their expiry: cleanup aborts them."""
+        return self.filter(expired_q(now))
+
+    def ended(self) -> FileRecordQuerySet:
+        """Uploads that failed or were aborted."""
+        return self.filter(upload_status__in=FileRecord.ENDED_STATES)
+
+    def holding_quota(self) -> FileRecordQuerySet:
+        """Files whose size counts toward their owner's quota: completed or still uploading."""
+        return self.filter(upload_status__in=[FileRecord.Status.COMPLETED, *FileRecord.OPEN_STATES])
+
+    def transition(self, to: str, *, allowed: Iterable[str] | None = None, **changes: Any) -> int:
+        """Move the rows here still in one of the `allowed` states (the open ones by default) to
+        `to`; return how many moved. Every status change goes through here.
+
+        One UPDATE: the database locks each row, re-checks its status and moves it, so a row that
+        another request has moved meanwhile is left alone.
+        """
+        states = FileRecord.OPEN_STATES if allowed is None else tuple(allowed)
+        changes.setdefault("modified", timezone.now())
+        return self.filter(upload_status__in=states).update(upload_status=to, **changes)
+
+
+def expired_q(now: datetime) -> Q:
+    """The `expired()` filter as a condition, for aggregates that count it."""
+    return Q(upload_status__in=FileRecord.OPEN_STATES, upload_expires_at__lt=now)
 
 
 class FileRecord(models.Model):
@@ -30,6 +93,8 @@ class FileRecord(models.Model):
 
     # States from which an upload may still complete or be aborted.
     OPEN_STATES = (Status.PENDING, Status.UPLOADING)
+    # States of an upload that ended without a file.
+    ENDED_STATES = (Status.FAILED, Status.ABORTED)
 
     # A random id: the API's 404 for other people's files must not be guessable by counting.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -101,7 +166,7 @@ class FileRecord(models.Model):
 
     @property
     def storage_key(self) -> str:
-        return self.file.name
+        return self.file.name or ""
 
     @property
     def is_open(self) -> bool:

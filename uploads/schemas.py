@@ -8,9 +8,11 @@ from uuid import UUID
 
 from django.urls import reverse
 from ninja import Schema
-from pydantic import ConfigDict, Field, StrictInt
+from pydantic import ConfigDict, Field, StrictInt, ValidationInfo, model_validator
+from pydantic.functional_validators import ModelWrapValidatorHandler
 
 from .models import FileRecord
+from .services.uploads import InitiatedUpload
 
 
 def _absolute(context: dict[str, Any] | None, url: str) -> str:
@@ -52,7 +54,7 @@ class PartIn(Schema):
 
 
 class UploadCompleteIn(Schema):
-    parts: list[PartIn] = Field(..., max_length=10_000)
+    parts: list[PartIn]
 
 
 class FileUpdateIn(Schema):
@@ -134,6 +136,23 @@ class UploadInitiatedOut(FileOut):
     presigned_urls: list[PartTargetOut]
     expires_in: int
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _record_and_urls(
+        cls, value: Any, handler: ModelWrapValidatorHandler[Any], info: ValidationInfo
+    ) -> Any:
+        """The record's fields as FileOut reads them, side by side with the part URLs."""
+        if not isinstance(value, InitiatedUpload):
+            return handler(value)
+        file = FileOut.model_validate(value.file, context=info.context)
+        urls = [PartTargetOut.model_validate(t, context=info.context) for t in value.presigned_urls]
+        return cls.model_construct(
+            **dict(file),
+            upload_id=value.file.upload_id,
+            presigned_urls=urls,
+            expires_in=value.expires_in,
+        )
+
 
 class StoredPartOut(Schema):
     part_number: int
@@ -157,7 +176,7 @@ class UploadPartsOut(Schema):
 
 
 class PresignIn(Schema):
-    part_numbers: list[StrictInt] = Field(..., min_length=1, max_length=1000)
+    part_numbers: list[StrictInt] = Field(..., min_length=1)
     checksums: dict[str, str] | None = None
 
 

@@ -1,10 +1,12 @@
-"""Reads. Users' queries go through `file_queryset_for_user`, which holds the access rule."""
+"""Reads. Users' queries go through `FileRecord.objects.visible_to`, which holds the access rule."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -16,7 +18,7 @@ from django.db.models.functions import Lower, TruncDate
 from django.utils import timezone
 
 from .errors import InvalidInput, UploadNotFound
-from .models import FileRecord
+from .models import FileRecord, expired_q
 from .storage import StorageError, get_storage_handler
 from .storage.base import MultipartUpload
 
@@ -34,26 +36,9 @@ ORDERINGS: dict[str, tuple[Any, ...]] = {
 }
 
 
-def file_queryset_for_user(
-    user: AbstractBaseUser | AnonymousUser, *, staff_ok: bool = True, deleted_ok: bool = False
-) -> QuerySet[FileRecord]:
-    """Owners see their own files; staff see everyone's unless the action is owner-only.
-
-    Deleted files are hidden (404) unless the caller asks for them to say why it refuses.
-    """
-    queryset = FileRecord.objects.select_related("created_by", "parent_content_type")
-    if not deleted_ok:
-        queryset = queryset.visible()
-    if not user.is_authenticated:
-        return queryset.none()
-    if staff_ok and getattr(user, "is_staff", False):
-        return queryset
-    return queryset.filter(created_by=user)
-
-
-def file_get_for_user(*, user: AbstractBaseUser | AnonymousUser, file_id: object) -> FileRecord:
+def file_get_for_user(*, user: AbstractBaseUser | AnonymousUser, file_id: UUID | str) -> FileRecord:
     try:
-        return file_queryset_for_user(user).get(pk=file_id)
+        return FileRecord.objects.visible_to(user).get(pk=file_id)
     except (FileRecord.DoesNotExist, ValidationError, ValueError) as exc:
         raise UploadNotFound() from exc
 
@@ -68,7 +53,7 @@ def file_list_for_user(
     ordering: str = "-created",
     owner_only: bool = False,
 ) -> QuerySet[FileRecord]:
-    queryset = file_queryset_for_user(user, staff_ok=not owner_only)
+    queryset = FileRecord.objects.visible_to(user, staff_ok=not owner_only)
     # An empty `?status=` must not silently turn the filter off.
     if status is None:
         status = FileRecord.Status.COMPLETED
@@ -149,9 +134,7 @@ def staff_file_list(filters: StaffFilters) -> QuerySet[FileRecord]:
         term = filters.search.strip()
         queryset = queryset.filter(Q(name__icontains=term) | Q(file_name__icontains=term))
     if filters.stale:
-        queryset = queryset.filter(
-            upload_status__in=FileRecord.OPEN_STATES, upload_expires_at__lt=timezone.now()
-        )
+        queryset = queryset.expired(timezone.now())
     if filters.failed_since:
         queryset = queryset.filter(
             upload_status=FileRecord.Status.FAILED, modified__gte=filters.failed_since
@@ -165,7 +148,7 @@ class DashboardStats:
     in_flight: int
     stale: int
     failed_24h: int
-    top_users: list[dict[str, Any]]
+    top_users: Sequence[Mapping[str, Any]]
     per_day: list[tuple[date, int]]
     # Deleted files whose bytes are still stored, awaiting their purge.
     deleted: dict[str, int]
@@ -195,10 +178,7 @@ def dashboard_stats(*, now: datetime | None = None, days: int = 30) -> Dashboard
     flags = FileRecord.objects.aggregate(
         deleted=Count("pk", filter=deleted),
         deleted_bytes=Sum("file_size", filter=kept, default=0),
-        stale=Count(
-            "pk",
-            filter=Q(upload_status__in=FileRecord.OPEN_STATES, upload_expires_at__lt=now),
-        ),
+        stale=Count("pk", filter=expired_q(now)),
         failed_24h=Count(
             "pk",
             filter=~deleted

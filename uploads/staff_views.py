@@ -16,7 +16,7 @@ from typing import Any
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -27,6 +27,7 @@ from django_q.tasks import async_task
 from . import selectors
 from .errors import UploadError
 from .forms import StaffFilterForm
+from .http import HtmxHttpRequest
 from .models import FileRecord
 from .schedules import SCHEDULES
 from .services.files import file_delete, file_purge, file_restore
@@ -53,7 +54,7 @@ def staff_required(view: View) -> View:
     """Anonymous → sign-in page; signed-in non-staff → 403."""
 
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HtmxHttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         if not request.user.is_staff:
@@ -63,7 +64,7 @@ def staff_required(view: View) -> View:
     return wrapper
 
 
-def _filters(request: HttpRequest) -> tuple[StaffFilterForm, selectors.StaffFilters, str]:
+def _filters(request: HtmxHttpRequest) -> tuple[StaffFilterForm, selectors.StaffFilters, str]:
     form = StaffFilterForm(request.GET or None)
     values = form.cleaned_filters()
     failed_24h = values.pop("failed_24h")
@@ -75,7 +76,7 @@ def _filters(request: HttpRequest) -> tuple[StaffFilterForm, selectors.StaffFilt
     return form, filters, query.urlencode()
 
 
-def _table_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
+def _table_context(request: HtmxHttpRequest, **extra: Any) -> dict[str, Any]:
     form, filters, query = _filters(request)
     page = Paginator(selectors.staff_file_list(filters), PAGE_SIZE).get_page(
         request.GET.get("page")
@@ -122,8 +123,8 @@ def _cleanup_context() -> dict[str, Any]:
 
 @staff_required
 @require_GET
-def dashboard(request: HttpRequest) -> HttpResponse:
-    if request.htmx:  # type: ignore[attr-defined]
+def dashboard(request: HtmxHttpRequest) -> HttpResponse:
+    if request.htmx:
         return render(request, "uploads/staff/dashboard.html#staff-table", _table_context(request))
     stats = selectors.dashboard_stats()
     context = _table_context(
@@ -138,7 +139,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @staff_required
 @require_GET
-def progress(request: HttpRequest) -> HttpResponse:
+def progress(request: HtmxHttpRequest) -> HttpResponse:
     """Polled while uploads are in flight: parts stored per row, read from the store."""
     ids = _file_ids(request.GET.get("ids", "").split(","))[:PAGE_SIZE]
     records = list(FileRecord.objects.filter(pk__in=ids)) if ids else []
@@ -158,7 +159,7 @@ def _file_ids(values: list[str]) -> list[str]:
     return ids
 
 
-def _act(request: HttpRequest, action: str, ids: list[str]) -> tuple[int, list[str]]:
+def _act(request: HtmxHttpRequest, action: str, ids: list[str]) -> tuple[int, list[str]]:
     """Run one action on each id through the services; refusals become per-row messages."""
     service, _ = ACTIONS[action]
     done, refused = 0, []
@@ -175,7 +176,7 @@ def _act(request: HttpRequest, action: str, ids: list[str]) -> tuple[int, list[s
 
 @staff_required
 @require_POST
-def file_action(request: HttpRequest, file_id: str, action: str) -> HttpResponse:
+def file_action(request: HtmxHttpRequest, file_id: str, action: str) -> HttpResponse:
     if action not in ACTIONS:
         raise Http404
     done, refused = _act(request, action, [file_id])
@@ -184,7 +185,7 @@ def file_action(request: HttpRequest, file_id: str, action: str) -> HttpResponse
 
 @staff_required
 @require_POST
-def bulk_action(request: HttpRequest) -> HttpResponse:
+def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
     ids = list(dict.fromkeys(request.POST.getlist("ids")))[:BULK_LIMIT]
     if action not in ACTIONS or not ids:
@@ -204,12 +205,14 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
     return _after_action(request, action, done, refused)
 
 
-def _after_action(request: HttpRequest, action: str, done: int, refused: list[str]) -> HttpResponse:
+def _after_action(
+    request: HtmxHttpRequest, action: str, done: int, refused: list[str]
+) -> HttpResponse:
     verb = ACTIONS[action][1] if action in ACTIONS else "changed"
     notice = {"done": done, "verb": verb, "refused": refused}
     # The filters the page was showing travel with the form, so the table comes back the same.
     query = request.POST.get("query", "")
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         request.GET = QueryDict(query)
         context = _table_context(request, notice=notice)
         return render(request, "uploads/staff/dashboard.html#staff-table", context)
@@ -219,7 +222,7 @@ def _after_action(request: HttpRequest, action: str, done: int, refused: list[st
 
 @staff_required
 @require_POST
-def cleanup_run(request: HttpRequest) -> HttpResponse:
+def cleanup_run(request: HtmxHttpRequest) -> HttpResponse:
     task_id = async_task(CLEANUP_TASK, task_name=f"cleanup by {request.user.get_username()}")
     logger.info("%s started a cleanup run (task %s)", request.user.get_username(), task_id)
     return render(request, "uploads/staff/_cleanup_status.html", {"task_id": task_id, "task": None})
@@ -227,7 +230,7 @@ def cleanup_run(request: HttpRequest) -> HttpResponse:
 
 @staff_required
 @require_GET
-def cleanup_status(request: HttpRequest, task_id: str) -> HttpResponse:
+def cleanup_status(request: HtmxHttpRequest, task_id: str) -> HttpResponse:
     task = Task.objects.filter(id=task_id).first()
     context = {"task_id": task_id, "task": task, **(_cleanup_context() if task else {})}
     return render(request, "uploads/staff/_cleanup_status.html", context)

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 
 from . import staff_views, views
 from .storage.local import urls as local_store_urls
 
-urlpatterns = [
+urlpatterns: list[URLPattern | URLResolver] = [
     path("", views.home, name="home"),
     path("upload/", views.upload_page, name="upload"),
     path("upload/<str:file_id>/discard/", views.upload_discard, name="upload-discard"),

@@ -6,12 +6,14 @@ the JSON API from static/uploads/uploader.js, the same endpoints every client us
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.forms import Form
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -20,6 +22,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from . import selectors
 from .errors import UploadError
 from .forms import FileEditForm, FileFilterForm, ParentForm
+from .http import HtmxHttpRequest
 from .models import FileRecord
 from .services import files
 from .services.uploads import upload_abort
@@ -27,20 +30,12 @@ from .services.uploads import upload_abort
 PAGE_SIZE = 25
 
 
-def render_error(request: HttpRequest, exc: UploadError) -> HttpResponse:
-    """The portal's one place that turns a domain error into a page or fragment (views call it,
-    and uploads.middleware.PortalErrorMiddleware for what no view caught)."""
-    # htmx 2 does not swap 4xx answers, so fragments report errors with 200.
-    status = 200 if request.htmx else exc.http_status  # type: ignore[attr-defined]
-    return render(request, "uploads/_error.html", {"error": exc}, status=status)
-
-
-def _template(request: HttpRequest, name: str, fragment: str) -> str:
-    return f"{name}#{fragment}" if request.htmx else name  # type: ignore[attr-defined]
+def _template(request: HtmxHttpRequest, name: str, fragment: str) -> str:
+    return f"{name}#{fragment}" if request.htmx else name
 
 
 @require_GET
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: HtmxHttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("file-list")
     return redirect("login")
@@ -48,13 +43,10 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def file_list(request: HttpRequest) -> HttpResponse:
+def file_list(request: HtmxHttpRequest) -> HttpResponse:
     form = FileFilterForm(request.GET or None)
     filters = form.cleaned_filters()
-    try:
-        queryset = selectors.file_list_for_user(user=request.user, **filters)
-    except UploadError as exc:
-        return render_error(request, exc)
+    queryset = selectors.file_list_for_user(user=request.user, **filters)
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -64,7 +56,7 @@ def file_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def upload_page(request: HttpRequest) -> HttpResponse:
+def upload_page(request: HtmxHttpRequest) -> HttpResponse:
     unfinished = selectors.file_list_for_user(
         user=request.user, status=FileRecord.Status.UPLOADING, owner_only=True
     )[:50]
@@ -77,17 +69,14 @@ def upload_page(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def upload_discard(request: HttpRequest, file_id: str) -> HttpResponse:
-    try:
-        upload_abort(user=request.user, file_id=file_id)
-    except UploadError as exc:
-        return render_error(request, exc)
-    if request.htmx:  # type: ignore[attr-defined]
+def upload_discard(request: HtmxHttpRequest, file_id: str) -> HttpResponse:
+    upload_abort(user=request.user, file_id=file_id)
+    if request.htmx:
         return HttpResponse("")
     return redirect("upload")
 
 
-def _detail_context(request: HttpRequest, record: FileRecord, **extra: Any) -> dict[str, Any]:
+def _detail_context(request: HtmxHttpRequest, record: FileRecord, **extra: Any) -> dict[str, Any]:
     return {
         "file": record,
         "edit_form": extra.pop("edit_form", None) or FileEditForm(record=record),
@@ -96,37 +85,39 @@ def _detail_context(request: HttpRequest, record: FileRecord, **extra: Any) -> d
     }
 
 
+def _submit(form: Form, service: Callable[..., FileRecord], **kwargs: Any) -> FileRecord | None:
+    """Save a valid form through its service. A refusal is shown on the form, which the view
+    renders again (with 200, so htmx swaps it); every other error goes to the portal's mapping."""
+    if not form.is_valid():
+        return None
+    try:
+        return service(**kwargs, **form.cleaned_data)
+    except UploadError as exc:
+        form.add_error(None, exc.message)
+        return None
+
+
 @login_required
 @require_GET
-def file_detail(request: HttpRequest, file_id: str) -> HttpResponse:
-    try:
-        record = selectors.file_get_for_user(user=request.user, file_id=file_id)
-    except UploadError as exc:
-        return render_error(request, exc)
+def file_detail(request: HtmxHttpRequest, file_id: str) -> HttpResponse:
+    record = selectors.file_get_for_user(user=request.user, file_id=file_id)
     return render(request, "uploads/file_detail.html", _detail_context(request, record))
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def file_edit(request: HttpRequest, file_id: str) -> HttpResponse:
+def file_edit(request: HtmxHttpRequest, file_id: str) -> HttpResponse:
     """Inline edit of name and description: GET shows the form, POST saves through the service."""
-    try:
-        record = selectors.file_get_for_user(user=request.user, file_id=file_id)
-    except UploadError as exc:
-        return render_error(request, exc)
+    record = selectors.file_get_for_user(user=request.user, file_id=file_id)
     if request.method == "GET":
         context = _detail_context(request, record, editing=True)
         return render(request, _template(request, "uploads/file_detail.html", "meta"), context)
     form = FileEditForm(request.POST, record=record)
-    if form.is_valid():
-        try:
-            record = files.file_update(user=request.user, file_id=file_id, **form.cleaned_data)
-        except UploadError as exc:
-            form.add_error(None, exc.message)
+    record = _submit(form, files.file_update, user=request.user, file_id=file_id) or record
     if form.errors:
         context = _detail_context(request, record, edit_form=form, editing=True)
         return render(request, _template(request, "uploads/file_detail.html", "meta"), context)
-    if not request.htmx:  # type: ignore[attr-defined]
+    if not request.htmx:
         return redirect("file-detail", file_id=record.pk)
     context = _detail_context(request, record, refreshed=True)
     return render(request, "uploads/file_detail.html#meta", context)
@@ -134,19 +125,14 @@ def file_edit(request: HttpRequest, file_id: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def file_set_parent(request: HttpRequest, file_id: str) -> HttpResponse:
-    try:
-        record = selectors.file_get_for_user(user=request.user, file_id=file_id)
-    except UploadError as exc:
-        return render_error(request, exc)
+def file_set_parent(request: HtmxHttpRequest, file_id: str) -> HttpResponse:
+    record = selectors.file_get_for_user(user=request.user, file_id=file_id)
     form = ParentForm(request.POST, record=record)
-    if form.is_valid():
-        try:
-            record = files.file_set_parent(user=request.user, file_id=file_id, **form.cleaned_data)
-            form = ParentForm(record=record)
-        except UploadError as exc:
-            form.add_error(None, exc.message)
-    if not request.htmx and not form.errors:  # type: ignore[attr-defined]
+    saved = _submit(form, files.file_set_parent, user=request.user, file_id=file_id)
+    if saved is not None:
+        record = saved
+        form = ParentForm(record=record)
+    if not request.htmx and not form.errors:
         return redirect("file-detail", file_id=record.pk)
     context = _detail_context(request, record, parent_form=form, parent_saved=not form.errors)
     return render(request, _template(request, "uploads/file_detail.html", "parent"), context)
@@ -154,18 +140,12 @@ def file_set_parent(request: HttpRequest, file_id: str) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def file_delete(request: HttpRequest, file_id: str) -> HttpResponse:
+def file_delete(request: HtmxHttpRequest, file_id: str) -> HttpResponse:
     """GET asks for confirmation (the no-JS path); POST deletes through the service."""
-    try:
-        record = selectors.file_get_for_user(user=request.user, file_id=file_id)
-    except UploadError as exc:
-        return render_error(request, exc)
+    record = selectors.file_get_for_user(user=request.user, file_id=file_id)
     if request.method == "GET":
         return render(request, "uploads/file_confirm_delete.html", {"file": record})
-    try:
-        files.file_delete(user=request.user, file_id=file_id)
-    except UploadError as exc:
-        return render_error(request, exc)
-    if request.htmx:  # type: ignore[attr-defined]
+    files.file_delete(user=request.user, file_id=file_id)
+    if request.htmx:
         return HttpResponseClientRedirect(reverse("file-list"))
     return redirect("file-list")

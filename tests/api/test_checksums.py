@@ -221,7 +221,7 @@ def test_parts_schema_carries_the_stores_part_checksums(user):
     )
     stored = [StoredPart(1, PART, '"e1"', checksum=sha256_b64(b"one")), StoredPart(2, PART, "e2")]
 
-    out = UploadPartsOut.from_orm(UploadParts(file=record, parts=stored)).dict()
+    out = UploadPartsOut.from_orm(UploadParts.of(record, stored)).dict()
 
     assert out["checksum_algorithm"] == "SHA256"
     assert [(p["part_number"], p["checksum"]) for p in out["parts"]] == [

@@ -9,31 +9,13 @@ import pytest
 from django.contrib.contenttypes.models import ContentType
 
 from tests.factories import FileRecordFactory
-from tests.helpers import ApiClient
+from tests.helpers import UPLOADS, ApiClient, assert_error
 from tests.testapp.models import Comment, Post
 from uploads.models import FileRecord
 
-UPLOADS = "/v1/files/uploads"
 
-
-def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) <= {"detail", "code", "extra"}, body
-    assert isinstance(body["detail"], str) and body["detail"], body
-    assert body["code"] == code, body
-    return body  # type: ignore[no-any-return]
-
-
-def initiate(api: ApiClient, **fields: Any) -> Any:
+def post_upload(api: ApiClient, **fields: Any) -> Any:
     return api.post(UPLOADS, {"file_name": "a.txt", "file_size": 10, **fields})
-
-
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path):
-    """Each test stores files and parts in its own directory: no test sees another's leftovers."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.UPLOADS_LOCAL_PARTS_DIR = tmp_path / "media" / ".parts"
 
 
 @pytest.fixture
@@ -57,7 +39,7 @@ def post_type() -> ContentType:
 def test_initiate_with_a_parent_shows_it_in_the_detail(api, post, as_text):
     object_id = str(post.pk) if as_text else post.pk
 
-    response = initiate(api, parent_content_type="testapp.post", parent_object_id=object_id)
+    response = post_upload(api, parent_content_type="testapp.post", parent_object_id=object_id)
 
     assert response.status_code == 201, response.content
     body = response.json()
@@ -75,7 +57,7 @@ def test_initiate_with_a_parent_shows_it_in_the_detail(api, post, as_text):
 def test_initiate_stores_the_parents_own_id(api, post, spelling):
     # Any spelling the database accepts for the pk is stored as the pk itself, so the list
     # filter by the real id finds the file.
-    response = initiate(
+    response = post_upload(
         api, parent_content_type="testapp.post", parent_object_id=spelling.format(post.pk)
     )
 
@@ -89,13 +71,13 @@ def test_initiate_stores_the_parents_own_id(api, post, spelling):
 
 
 def test_initiate_parent_type_is_case_insensitive(api, post):
-    response = initiate(api, parent_content_type=" TestApp.Post ", parent_object_id=post.pk)
+    response = post_upload(api, parent_content_type=" TestApp.Post ", parent_object_id=post.pk)
     assert response.status_code == 201, response.content
     assert response.json()["parent_content_type"] == "testapp.post"
 
 
 def test_initiate_with_a_comment_parent(api, comment):
-    response = initiate(api, parent_content_type="testapp.comment", parent_object_id=comment.pk)
+    response = post_upload(api, parent_content_type="testapp.comment", parent_object_id=comment.pk)
     assert response.status_code == 201, response.content
     assert FileRecord.objects.get(pk=response.json()["id"]).parent == comment
 
@@ -105,7 +87,7 @@ def test_initiate_with_a_comment_parent(api, comment):
 )
 def test_initiate_with_an_unknown_parent_type_is_400(api, post, parent_type):
     body = assert_error(
-        initiate(api, parent_content_type=parent_type, parent_object_id=post.pk), 400, "invalid"
+        post_upload(api, parent_content_type=parent_type, parent_object_id=post.pk), 400, "invalid"
     )
     assert body["extra"]["field"] == "parent_content_type"
     assert "parent type" in body["detail"]
@@ -116,7 +98,7 @@ def test_initiate_with_an_unknown_parent_type_is_400(api, post, parent_type):
 
 def test_initiate_with_an_empty_parent_type_is_400(api, post):
     body = assert_error(
-        initiate(api, parent_content_type="", parent_object_id=post.pk), 400, "invalid"
+        post_upload(api, parent_content_type="", parent_object_id=post.pk), 400, "invalid"
     )
     assert body["extra"]["field"] == "parent_content_type"
     assert "parent_content_type" in body["detail"]
@@ -133,13 +115,13 @@ def test_initiate_with_an_empty_parent_type_is_400(api, post):
     ids=["absent", "null", "empty"],
 )
 def test_initiate_without_a_parent_object_id_is_400(api, post, fields):
-    body = assert_error(initiate(api, **fields), 400, "invalid")
+    body = assert_error(post_upload(api, **fields), 400, "invalid")
     assert "parent_object_id" in body["detail"]
     assert not FileRecord.objects.exists()
 
 
 def test_initiate_with_only_a_parent_object_id_is_400(api, post):
-    body = assert_error(initiate(api, parent_object_id=post.pk), 400, "invalid")
+    body = assert_error(post_upload(api, parent_object_id=post.pk), 400, "invalid")
     assert "parent_content_type" in body["detail"]
     assert not FileRecord.objects.exists()
 
@@ -147,7 +129,7 @@ def test_initiate_with_only_a_parent_object_id_is_400(api, post):
 @pytest.mark.parametrize("object_id", [999_999, "999999", "abc", "1; DROP TABLE", "x" * 100])
 def test_initiate_with_a_missing_parent_object_is_400(api, post, object_id):
     body = assert_error(
-        initiate(api, parent_content_type="testapp.post", parent_object_id=object_id),
+        post_upload(api, parent_content_type="testapp.post", parent_object_id=object_id),
         400,
         "invalid",
     )
@@ -158,13 +140,13 @@ def test_initiate_with_a_missing_parent_object_is_400(api, post, object_id):
 def test_initiate_with_nul_in_the_parent_is_400(api, post):
     # PostgreSQL fails any query with NUL in text: it must be refused before it gets there.
     body = assert_error(
-        initiate(api, parent_content_type="testapp.po\x00st", parent_object_id=post.pk),
+        post_upload(api, parent_content_type="testapp.po\x00st", parent_object_id=post.pk),
         400,
         "invalid",
     )
     assert body["extra"]["field"] == "parent_content_type"
     body = assert_error(
-        initiate(api, parent_content_type="testapp.post", parent_object_id=f"{post.pk}\x00"),
+        post_upload(api, parent_content_type="testapp.post", parent_object_id=f"{post.pk}\x00"),
         400,
         "invalid",
     )
@@ -173,7 +155,7 @@ def test_initiate_with_nul_in_the_parent_is_400(api, post):
 
 
 def test_initiate_with_a_parent_object_id_of_the_wrong_type_is_422(api, post):
-    response = initiate(api, parent_content_type="testapp.post", parent_object_id=[post.pk])
+    response = post_upload(api, parent_content_type="testapp.post", parent_object_id=[post.pk])
     assert_error(response, 422, "invalid")
 
 
@@ -181,7 +163,7 @@ def test_parent_models_setting_refuses_other_models(api, settings, post, comment
     settings.UPLOADS_PARENT_MODELS = ["testapp.post"]
 
     body = assert_error(
-        initiate(api, parent_content_type="testapp.comment", parent_object_id=comment.pk),
+        post_upload(api, parent_content_type="testapp.comment", parent_object_id=comment.pk),
         400,
         "invalid",
     )
@@ -189,13 +171,13 @@ def test_parent_models_setting_refuses_other_models(api, settings, post, comment
     assert body["extra"]["field"] == "parent_content_type"
     assert not FileRecord.objects.exists()
 
-    allowed = initiate(api, parent_content_type="testapp.post", parent_object_id=post.pk)
+    allowed = post_upload(api, parent_content_type="testapp.post", parent_object_id=post.pk)
     assert allowed.status_code == 201, allowed.content
 
 
 def test_parent_models_setting_is_case_insensitive(api, settings, post):
     settings.UPLOADS_PARENT_MODELS = ["TestApp.Post"]
-    response = initiate(api, parent_content_type="testapp.post", parent_object_id=post.pk)
+    response = post_upload(api, parent_content_type="testapp.post", parent_object_id=post.pk)
     assert response.status_code == 201, response.content
 
 
@@ -390,7 +372,7 @@ def test_without_the_setting_django_library_and_own_models_are_refused(
     for label, existing in refused_rows(user, other_user).items():
         answers = [
             assert_error(
-                initiate(api, parent_content_type=label, parent_object_id=object_id),
+                post_upload(api, parent_content_type=label, parent_object_id=object_id),
                 400,
                 "invalid",
             )
@@ -405,13 +387,13 @@ def test_without_the_setting_django_library_and_own_models_are_refused(
 
 def test_without_the_setting_the_projects_own_models_are_parents(api, settings, post):
     settings.UPLOADS_PARENT_MODELS = []
-    response = initiate(api, parent_content_type="testapp.post", parent_object_id=post.pk)
+    response = post_upload(api, parent_content_type="testapp.post", parent_object_id=post.pk)
     assert response.status_code == 201, response.content
 
 
 def test_the_setting_can_name_a_library_model(api, user, settings):
     settings.UPLOADS_PARENT_MODELS = ["auth.user"]
-    response = initiate(api, parent_content_type="auth.user", parent_object_id=user.pk)
+    response = post_upload(api, parent_content_type="auth.user", parent_object_id=user.pk)
     assert response.status_code == 201, response.content
 
 
@@ -428,12 +410,12 @@ def _without_id(body: dict[str, Any], object_id: object) -> dict[str, Any]:
 def test_a_refused_and_a_missing_parent_get_the_same_answer(api, user, private_post):
     missing = private_post.pk + 1000
     refused = assert_error(
-        initiate(api, parent_content_type="testapp.post", parent_object_id=private_post.pk),
+        post_upload(api, parent_content_type="testapp.post", parent_object_id=private_post.pk),
         400,
         "invalid",
     )
     absent = assert_error(
-        initiate(api, parent_content_type="testapp.post", parent_object_id=missing),
+        post_upload(api, parent_content_type="testapp.post", parent_object_id=missing),
         400,
         "invalid",
     )
@@ -459,7 +441,7 @@ def test_a_refused_and_a_missing_parent_get_the_same_answer(api, user, private_p
 
 def test_the_policy_decides_per_user(api_for, user, staff_user, private_post, post):
     assert (
-        initiate(
+        post_upload(
             api_for(staff_user),
             parent_content_type="testapp.post",
             parent_object_id=private_post.pk,
@@ -468,7 +450,7 @@ def test_the_policy_decides_per_user(api_for, user, staff_user, private_post, po
     )
     # The policy refuses only the private post; other posts stay open to everyone.
     assert (
-        initiate(
+        post_upload(
             api_for(user), parent_content_type="testapp.post", parent_object_id=post.pk
         ).status_code
         == 201

@@ -19,7 +19,7 @@ from django.utils import timezone
 from ninja_jwt.tokens import AccessToken, RefreshToken
 
 from tests.factories import FileRecordFactory
-from tests.helpers import ApiClient, local_part_files
+from tests.helpers import PART, UPLOADS, ApiClient, assert_error, initiate, local_part_files
 from tests.testapp.models import Post
 from uploads.errors import size_text
 from uploads.models import FileRecord
@@ -27,29 +27,9 @@ from uploads.services import cleanup
 
 KIB = 1024
 GIB = 1024**3
-# tests/settings.py lowers the minimum part to 1 KiB so multi-part uploads stay tiny.
-PART = 1024
-UPLOADS = "/v1/files/uploads"
 
 
 # --- Local helpers -------------------------------------------------------------------------
-
-
-def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
-    """The one error shape: {"detail": str, "code": str} and sometimes "extra"."""
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) <= {"detail", "code", "extra"}, body
-    assert isinstance(body["detail"], str) and body["detail"], body
-    assert body["code"] == code, body
-    return body  # type: ignore[no-any-return]
-
-
-def initiate(api: ApiClient, size: int, **fields: Any) -> dict[str, Any]:
-    payload = {"file_name": "data.bin", "file_size": size, "part_size": PART, **fields}
-    response = api.post(UPLOADS, payload)
-    assert response.status_code == 201, response.content
-    return response.json()  # type: ignore[no-any-return]
 
 
 def put_parts(api: ApiClient, init: dict[str, Any], content: bytes) -> list[dict[str, Any]]:
@@ -101,13 +81,6 @@ def fail(api: ApiClient, init: dict[str, Any], parts: list[dict[str, Any]]) -> d
     """Make the upload one that can never complete: the store lost it. Complete then fails it."""
     shutil.rmtree(part_dir(init["upload_id"]))
     return assert_error(complete(api, init["id"], parts), 400, "verification_failed")
-
-
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path):
-    """Each test stores files and parts in its own directory: no test sees another's leftovers."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.UPLOADS_LOCAL_PARTS_DIR = tmp_path / "media" / ".parts"
 
 
 @pytest.fixture
@@ -868,7 +841,9 @@ def test_get_file_returns_the_spec_fields(api, user, content):
     assert body["parent_object_id"] is None
 
 
-@pytest.mark.parametrize("file_id", ["not-a-uuid", str(uuid.uuid4()), "1"])
+@pytest.mark.parametrize(
+    "file_id", ["not-a-uuid", str(uuid.uuid4()), "1"], ids=["not-a-uuid", "unknown-uuid", "1"]
+)
 def test_get_unknown_or_malformed_id_is_404(api, file_id):
     assert_error(api.get(f"/v1/files/{file_id}"), 404, "not_found")
 

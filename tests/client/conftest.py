@@ -91,15 +91,6 @@ class Recording(httpx.BaseTransport):
 
 
 @pytest.fixture
-def local_storage(settings: Any) -> None:
-    """Pin the local-disk handler, whatever the environment configured."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    }
-
-
-@pytest.fixture
 def server(live_server: Any, user: Any, transactional_db: Any) -> str:
     return str(live_server.url)
 

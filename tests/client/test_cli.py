@@ -34,7 +34,7 @@ GIB = 1024 * MIB
 
 
 @pytest.fixture
-def env(local_storage, any_store_env):
+def env(local_disk, any_store_env):
     """The command line's environment, against the local store."""
 
 
@@ -88,6 +88,7 @@ def test_upload_list_download_delete(run, write_file, tmp_path):
     assert code == EXIT_OK and {f["id"] for f in listed} == {big_id, small_id}
     code, text = run("list")
     assert code == EXIT_OK and big_id in text and "completed" in text
+    assert "200.0 KiB" in text  # sizes in the units every surface uses
 
     code, fetched = run("download", big_id, tmp_path / "copy.bin", "--json")
     assert code == EXIT_OK and fetched["bytes"] == len(big_bytes)
@@ -182,6 +183,28 @@ def test_exit_codes(run, write_file, tmp_path, monkeypatch, settings):
     assert run("list")[0] == EXIT_USAGE
 
 
+def test_no_terminal_and_no_password_says_how_to_give_one(tmp_path):
+    """Run as a script with nothing on standard input and no terminal to ask on: a clear
+    message and the usage exit code, not a traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIRECT_UPLOADS_")} | {
+        "DIRECT_UPLOADS_SERVER": f"http://127.0.0.1:{free_port()}",
+        "DIRECT_UPLOADS_USERNAME": "alice",
+        "XDG_CACHE_HOME": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "uploads.client", "list"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+        start_new_session=True,  # no controlling terminal: getpass cannot open /dev/tty
+        timeout=60,
+    )
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert "no password for alice: set DIRECT_UPLOADS_PASSWORD" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 # Runs a command and writes its peak RSS (KiB) to argv[1]. Measuring from here rather than from
 # pytest matters: Linux carries a process's peak RSS over exec, so a child forked straight from
 # pytest (150 MiB and more) would report pytest's own peak, whatever the client does.
@@ -195,7 +218,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def test_console_script_uploads_1_gib_with_bounded_memory(local_storage, server, user, tmp_path):
+def test_console_script_uploads_1_gib_with_bounded_memory(local_disk, server, user, tmp_path):
     """The installed `direct-uploads`, 4 × 64 MiB parts at a time: the client's peak RSS stays
     bounded (far below the file; parts are streamed from disk) and the server stores every byte."""
     source = tmp_path / "big.bin"

@@ -101,7 +101,7 @@ def test_resume_after_a_crash_sends_only_the_missing_parts(
     assert second.download(file_id, path.with_name("copy.bin")).read_bytes() == content
 
 
-def test_no_resume_starts_a_new_upload(local_storage, make_client, write_file):
+def test_no_resume_starts_a_new_upload(local_disk, make_client, write_file):
     path, _ = write_file(3 * 4 * KIB, seed=3)
 
     def crash(request: httpx.Request, attempt: int) -> None:
@@ -119,7 +119,7 @@ def test_no_resume_starts_a_new_upload(local_storage, make_client, write_file):
     assert client.get(unfinished.id).upload_status == "uploading"
 
 
-def test_a_stale_resume_entry_starts_over(local_storage, make_client, write_file, tmp_path):
+def test_a_stale_resume_entry_starts_over(local_disk, make_client, write_file, tmp_path):
     path, content = write_file(3 * 4 * KIB, seed=4)
 
     def crash(request: httpx.Request, attempt: int) -> None:
@@ -168,7 +168,7 @@ def test_part_puts_are_retried_through_network_errors_and_5xx(
 
 
 def test_a_part_that_keeps_failing_gives_up_and_stays_resumable(
-    local_storage, make_client, write_file, state_path
+    local_disk, make_client, write_file, state_path
 ):
     path, _ = write_file(3 * 4 * KIB, seed=6)
 
@@ -229,7 +229,7 @@ def test_an_expired_url_is_signed_again(
     assert client.download(result.file.id, tmp_path / "copy.bin").read_bytes() == content
 
 
-def test_part_urls_are_signed_lazily_in_batches(local_storage, make_client, write_file, tmp_path):
+def test_part_urls_are_signed_lazily_in_batches(local_disk, make_client, write_file, tmp_path):
     part = 1 * KIB
     path, content = write_file(250 * part - 100, seed=8)  # 250 parts
     api, parts = Recording(), Recording()
@@ -248,7 +248,7 @@ def test_part_urls_are_signed_lazily_in_batches(local_storage, make_client, writ
     assert client.download(result.file.id, tmp_path / "copy.bin").read_bytes() == content
 
 
-def test_parts_are_hashed_then_signed_in_batches(local_storage, make_client, write_file, tmp_path):
+def test_parts_are_hashed_then_signed_in_batches(local_disk, make_client, write_file, tmp_path):
     part = 1 * KIB
     path, content = write_file(250 * part - 100, seed=8)  # 250 parts
     api, parts = Recording(), Recording()
@@ -317,7 +317,7 @@ def test_signing_in_again_when_there_is_nothing_to_refresh_with(server, user, ma
     assert (failure.value.status, failure.value.code) == (401, "authentication_failed")
 
 
-def test_errors_are_typed(local_storage, make_client, write_file, other_user):
+def test_errors_are_typed(local_disk, make_client, write_file, other_user):
     client = make_client()
     with pytest.raises(ClientError) as failure:
         client.get(str(uuid.uuid4()))
@@ -340,7 +340,7 @@ def test_errors_are_typed(local_storage, make_client, write_file, other_user):
     assert failure.value.code == "not_found"
 
 
-def test_abort_ends_an_unfinished_upload(local_storage, make_client, write_file):
+def test_abort_ends_an_unfinished_upload(local_disk, make_client, write_file):
     path, _ = write_file(3 * 4 * KIB, seed=10)
 
     def crash(request: httpx.Request, attempt: int) -> None:
@@ -357,7 +357,7 @@ def test_abort_ends_an_unfinished_upload(local_storage, make_client, write_file)
     assert FileRecord.objects.get(pk=unfinished.id).upload_status == FileRecord.Status.ABORTED
 
 
-def test_list_walks_every_page(local_storage, make_client, write_file):
+def test_list_walks_every_page(local_disk, make_client, write_file):
     api = Recording()
     client = make_client(transport=api)
     paths = [write_file(100 + n, seed=n, name=f"f{n}.bin")[0] for n in range(3)]
@@ -371,7 +371,7 @@ def test_list_walks_every_page(local_storage, make_client, write_file):
     assert list(client.list(status="aborted")) == []
 
 
-def test_an_empty_file_is_one_empty_part(local_storage, make_client, write_file, tmp_path):
+def test_an_empty_file_is_one_empty_part(local_disk, make_client, write_file, tmp_path):
     path, _ = write_file(0)
     parts = Recording()
     client = make_client(part_transport=parts)
@@ -383,7 +383,7 @@ def test_an_empty_file_is_one_empty_part(local_storage, make_client, write_file,
     assert client.download(result.file.id, tmp_path / "copy.bin").read_bytes() == b""
 
 
-def test_name_description_and_parent_are_sent(local_storage, make_client, write_file):
+def test_name_description_and_parent_are_sent(local_disk, make_client, write_file):
     from tests.testapp.models import Post
 
     post = Post.objects.create(title="launch")

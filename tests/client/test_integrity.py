@@ -76,7 +76,7 @@ def test_resume_with_other_bytes_of_the_same_size_ends_with_the_new_bytes(
 
 
 def test_resume_with_an_entirely_different_file_sends_every_part(
-    local_storage, make_client, write_file, tmp_path
+    local_disk, make_client, write_file, tmp_path
 ):
     part = 4 * KIB
     path, _ = write_file(3 * part + 5, seed=21)
@@ -143,7 +143,7 @@ def send_with_one_part_altered(make_client, path: Path, part: int, number: int) 
 
 
 def test_a_part_altered_on_the_wire_is_refused_and_sent_again(
-    local_storage, make_client, write_file, tmp_path
+    local_disk, make_client, write_file, tmp_path
 ):
     """The local store verifies the checksum signed into the URL (moto does not)."""
     part = 4 * KIB
@@ -171,7 +171,7 @@ def is_complete(request: httpx.Request) -> bool:
 
 
 def test_parts_named_by_a_refused_complete_are_sent_again(
-    local_storage, make_client, write_file, tmp_path
+    local_disk, make_client, write_file, tmp_path
 ):
     part = 4 * KIB
     path, content = write_file(3 * part + 1, seed=24)
@@ -196,7 +196,7 @@ def test_parts_named_by_a_refused_complete_are_sent_again(
 
 
 def test_a_complete_refused_again_and_again_ends_with_a_clear_error(
-    local_storage, make_client, write_file, state_path
+    local_disk, make_client, write_file, state_path
 ):
     part = 4 * KIB
     path, _ = write_file(2 * part, seed=25)

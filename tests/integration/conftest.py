@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import HttpApi
+from tests.helpers import HttpApi, Store
 
-from .support import KIB, MIB, Sizes, Store
+from .support import KIB, MIB, Sizes
 
 
 @pytest.fixture
@@ -32,13 +32,4 @@ def http_api(
 
 @pytest.fixture
 def store(backend: str, request: pytest.FixtureRequest) -> Store:
-    return Store(backend, request)
-
-
-@pytest.fixture
-def local_storage(settings: Any) -> None:
-    """Pin the local-disk handler, whatever the environment configured."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    }
+    return Store.of(backend, request)

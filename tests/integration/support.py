@@ -5,15 +5,12 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
-from django.conf import settings
 from django.core.files.storage import storages
 
-from tests.helpers import HttpApi, local_part_files
+from tests.helpers import HttpApi
 from uploads.storage.base import MultipartUpload
 from uploads.storage.local import LocalStorageHandler
 
@@ -30,50 +27,6 @@ class Sizes:
     def file_size(self, parts: int, tail: int) -> int:
         """`parts - 1` full parts and a short last part of `tail` bytes."""
         return (parts - 1) * self.part + tail
-
-
-class Store:
-    """Looks into the store behind the handler, around the application, to check what it holds."""
-
-    def __init__(self, backend: str, request: pytest.FixtureRequest) -> None:
-        self.backend = backend
-        self.s3 = None if backend == "local" else request.getfixturevalue(backend)
-
-    @property
-    def parts_dir(self) -> Path:
-        return Path(settings.UPLOADS_LOCAL_PARTS_DIR)
-
-    def upload_alive(self, upload_id: str) -> bool:
-        """Whether the store still holds the multipart upload `upload_id`."""
-        if self.s3 is None:
-            return (self.parts_dir / upload_id).exists()
-        uploads: list[dict[str, Any]] = []
-        pages = self.s3.client.get_paginator("list_multipart_uploads")
-        for page in pages.paginate(Bucket=self.s3.bucket):
-            uploads.extend(page.get("Uploads", []))
-        return any(item["UploadId"] == upload_id for item in uploads)
-
-    def object_bytes(self, key: str) -> bytes | None:
-        """The stored object at `key`, or None when there is none."""
-        if self.s3 is None:
-            path = Path(settings.MEDIA_ROOT) / key
-            return path.read_bytes() if path.is_file() else None
-        try:
-            response = self.s3.client.get_object(Bucket=self.s3.bucket, Key=key)
-        except self.s3.client.exceptions.NoSuchKey:
-            return None
-        return response["Body"].read()  # type: ignore[no-any-return]
-
-    def local_part_files(self, upload_id: str) -> list[Path]:
-        """Part records and leftovers (temp files) in a local upload's directory."""
-        return local_part_files(self.parts_dir / upload_id)
-
-
-def local_parts(upload_id: str) -> list[tuple[int, str]]:
-    """(part number, ETag) of each part the local store lists for an upload."""
-    handler = LocalStorageHandler(storages["default"])
-    upload = MultipartUpload(file_id="", key="", upload_id=upload_id)
-    return [(p.part_number, p.etag) for p in handler.list_parts(upload)]
 
 
 def payload(size: int, seed: int = 0) -> bytes:
@@ -108,10 +61,8 @@ def download(api: HttpApi, file_id: str) -> requests.Response:
     return response
 
 
-def assert_error(response: requests.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"].startswith("application/json")
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code
-    assert isinstance(body["detail"], str) and body["detail"]
-    return body
+def local_parts(upload_id: str) -> list[tuple[int, str]]:
+    """(part number, ETag) of each part the local store lists for an upload."""
+    handler = LocalStorageHandler(storages["default"])
+    upload = MultipartUpload(file_id="", key="", upload_id=upload_id)
+    return [(p.part_number, p.etag) for p in handler.list_parts(upload)]

@@ -16,13 +16,13 @@ from django.core import signing
 from django.core.management import call_command
 from django.utils import timezone
 
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, Store
 from uploads.models import FileRecord
 from uploads.services import cleanup
 from uploads.storage import StorageError, get_storage_handler
 from uploads.storage.local.tokens import PART_SALT
 
-from .support import Store, payload
+from .support import payload
 
 pytestmark = pytest.mark.django_db
 Status = FileRecord.Status

@@ -19,10 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, initiate, local_part_files, pin_local_disk, unavailable
 from uploads.models import FileRecord
-
-from .support import local_part_files
 
 pytestmark = pytest.mark.django_db
 
@@ -39,12 +37,9 @@ def small_disk(tmp_path: Path, settings: Any) -> Iterator[Path]:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs (needs root): {mounted.stderr.strip()}")
+        unavailable(f"cannot mount a small tmpfs (needs root): {mounted.stderr.strip()}")
     try:
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-        }
+        pin_local_disk(settings)
         settings.MEDIA_ROOT = disk / "media"
         settings.UPLOADS_LOCAL_PARTS_DIR = disk / "media" / ".parts"
         yield disk
@@ -76,15 +71,6 @@ def assert_insufficient_storage(response: Any) -> dict[str, Any]:
     return body  # type: ignore[no-any-return]
 
 
-def initiate(api: ApiClient, content: bytes) -> dict[str, Any]:
-    response = api.post(
-        "/v1/files/uploads",
-        {"file_name": "big.bin", "file_size": len(content), "part_size": PART},
-    )
-    assert response.status_code == 201, response.content
-    return response.json()  # type: ignore[no-any-return]
-
-
 def put_part(api: ApiClient, init: dict[str, Any], n: int, content: bytes) -> dict[str, Any]:
     put = api.put_part(init["presigned_urls"][n - 1]["url"], content[(n - 1) * PART : n * PART])
     assert put.status_code == 200, put.content
@@ -96,7 +82,7 @@ def test_a_full_disk_on_a_part_put_keeps_nothing_and_the_upload_resumes(
 ) -> None:
     api = ApiClient(user)
     content = os.urandom(3 * PART)
-    init = initiate(api, content)
+    init = initiate(api, len(content), part_size=PART)
     urls = {t["part_number"]: t["url"] for t in init["presigned_urls"]}
     parts_dir = small_disk / "media" / ".parts" / init["upload_id"]
 
@@ -122,7 +108,7 @@ def test_a_full_disk_at_complete_needs_no_room(small_disk: Path, user: Any) -> N
     """Each byte was written once, at its part's PUT: completing copies nothing."""
     api = ApiClient(user)
     content = os.urandom(3 * PART)
-    init = initiate(api, content)
+    init = initiate(api, len(content), part_size=PART)
     parts = [put_part(api, init, n, content) for n in (1, 2, 3)]
     media = small_disk / "media"
 

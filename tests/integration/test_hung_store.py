@@ -20,12 +20,13 @@ import pytest
 import requests
 from django.db import connections
 
-from project.settings import s3_storage_options
+from project.settings import AWS_S3_READ_TIMEOUT, s3_storage_options
 from tests.factories import FileRecordFactory
 from tests.helpers import ApiClient
 from uploads.models import FileRecord
 
-pytestmark = pytest.mark.django_db
+# Serial: its time bounds are about this test's requests, not a neighbour's load.
+pytestmark = [pytest.mark.django_db, pytest.mark.serial]
 
 # The promise: initiate, presign, parts and abort answer within 15 s against a hung store.
 BOUND_S = 15
@@ -128,12 +129,12 @@ def test_every_call_to_a_silent_store_ends_in_a_503_within_the_bound(
         assert_503_in_time(response, seconds, what)
     assert set(FileRecord.objects.values_list("pk", flat=True)) == {resumed.pk, aborted.pk}
 
-    # Signing needs no call to the store: it answers at once, hung store or not.
+    # Signing needs no call to the store: it answers long before one read timeout of the store.
     response, seconds = timed(
         lambda: ApiClient(user).post(f"{UPLOADS}/{resumed.pk}/presign", {"part_numbers": [1]})
     )
     assert response.status_code == 200, response.content
-    assert seconds < 2
+    assert seconds < AWS_S3_READ_TIMEOUT
 
 
 class _HangOnComplete(BaseHTTPRequestHandler):

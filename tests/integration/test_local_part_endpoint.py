@@ -21,23 +21,14 @@ import pytest
 import requests
 from django.conf import settings
 
-from tests.helpers import HttpApi
+from tests.helpers import HttpApi, assert_error, local_part_files
 from uploads.models import FileRecord
 from uploads.storage.local import tokens as local_tokens
 from uploads.storage.local.tokens import DOWNLOAD_SALT, PART_SALT, sign
 
-from .support import (
-    KIB,
-    MIB,
-    assert_error,
-    local_part_files,
-    local_parts,
-    md5,
-    payload,
-    put_parts,
-)
+from .support import KIB, MIB, local_parts, md5, payload, put_parts
 
-pytestmark = pytest.mark.usefixtures("transactional_db", "local_storage")
+pytestmark = pytest.mark.usefixtures("transactional_db", "local_disk")
 
 Status = FileRecord.Status
 PART = 4 * KIB

@@ -29,7 +29,7 @@ from uploads.services.cleanup import reconcile_storage
 
 from .support import MIB, local_parts, md5, payload
 
-pytestmark = pytest.mark.usefixtures("transactional_db", "local_storage")
+pytestmark = pytest.mark.usefixtures("transactional_db", "local_disk")
 
 PART = 1 * MIB
 RACERS = 4

@@ -12,21 +12,12 @@ from typing import Any
 import pytest
 from django.core.files.storage import storages
 
-from tests.helpers import AUTH_MODES, HttpApi
+from tests.helpers import AUTH_MODES, HttpApi, Store, assert_error
 from uploads.models import FileRecord
 from uploads.storage.base import MultipartUpload
 from uploads.storage.s3 import S3StorageHandler
 
-from .support import (
-    Sizes,
-    Store,
-    assert_error,
-    download,
-    local_parts,
-    md5,
-    payload,
-    put_parts,
-)
+from .support import Sizes, download, local_parts, md5, payload, put_parts
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 

@@ -23,11 +23,11 @@ import requests
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
-from tests.helpers import AUTH_MODES, HttpApi
+from tests.helpers import AUTH_MODES, HttpApi, Store, assert_error
 from uploads.models import FileRecord
 from uploads.services.shared import STORAGE_RETRY_AFTER
 
-from .support import MIB, Sizes, Store, assert_error, download, payload, put_parts
+from .support import MIB, Sizes, download, payload, put_parts
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
@@ -139,7 +139,7 @@ def assert_completed_only_with_objects(store: Store) -> None:
 
 @pytest.fixture
 def store(s3: Any, request: pytest.FixtureRequest) -> Store:
-    return Store("s3", request)
+    return Store.of("s3", request)
 
 
 @pytest.fixture

@@ -10,14 +10,14 @@ import pytest
 from django.core.files.storage import FileSystemStorage, default_storage, storages
 from storages.backends.s3 import S3Storage
 
-from tests.helpers import HttpApi
+from tests.helpers import HttpApi, Store
 from uploads.models import FileRecord
 from uploads.storage import get_storage_handler
 from uploads.storage.base import MultipartUpload
 from uploads.storage.local import LocalStorageHandler
 from uploads.storage.s3 import S3StorageHandler
 
-from .support import Sizes, Store, download, payload, put_parts
+from .support import Sizes, download, payload, put_parts
 
 
 class MediaStorage(S3Storage):  # type: ignore[misc]

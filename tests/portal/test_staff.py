@@ -22,7 +22,7 @@ from django.utils import timezone
 from django_q.models import Task
 
 from tests.factories import FileRecordFactory
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, pin_local_disk
 from tests.testapp.models import Post
 from uploads.errors import UploadNotFound
 from uploads.models import FileRecord
@@ -39,10 +39,7 @@ ROW = re.compile(r'data-testid="staff-row" data-file-id="([0-9a-f-]+)" data-stat
 def _local_storage(request: pytest.FixtureRequest, settings: Any) -> None:
     """The local-disk handler unless a test asks for the `backend` fixture's choice."""
     if "backend" not in request.fixturenames:
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-        }
+        pin_local_disk(settings)
 
 
 @pytest.fixture
@@ -162,7 +159,7 @@ def test_dashboard_totals(staff, population, user, other_user):
     ]:
         figure_html = rf'data-testid="{testid}"><span class="figure">{figure}</span>'
         assert re.search(figure_html, html), testid
-    assert "3.2\xa0KB" in html  # total bytes, filesizeformat
+    assert "files · 3.2 KiB" in html  # total bytes, in IEC units
 
 
 @pytest.mark.parametrize(
@@ -504,7 +501,7 @@ def test_deleted_files_are_listed_apart_with_their_bytes(staff, user):
     assert row_ids(page) == [str(live.pk)]
     html = page.content.decode()
     assert 'data-testid="stat-deleted"><span class="figure">1</span>' in html
-    assert "deleted, awaiting purge · 300\xa0bytes" in html
+    assert "deleted, awaiting purge · 300 bytes" in html
     assert 'data-testid="stat-total"><span class="figure">1</span>' in html
 
     listed = staff.get("/staff/?deleted=on", **HX)
@@ -601,7 +598,7 @@ def test_progress_reads_parts_from_the_store_and_flags_stalls(staff, user, backe
     row = re.search(rf'<span id="progress-{body["id"]}"[^>]*>(.*?)</span>\n', html, re.S)
     assert row, html
     assert "2 / 3 parts" in row.group(1)
-    assert ("2.0\xa0KB" if backend == "local" else "10.0\xa0MB") in row.group(1)
+    assert ("2.0 KiB" if backend == "local" else "10.0 MiB") in row.group(1)
     assert "stalled" not in row.group(1)
     assert re.search(rf'<span id="progress-{finished.pk}"[^>]*>—</span>', html)
 

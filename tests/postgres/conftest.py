@@ -17,7 +17,7 @@ import requests
 from django.conf import settings
 from django.db import connections
 
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, Store
 
 HERE = Path(__file__).resolve().parent
 
@@ -97,44 +97,6 @@ def ready_to_complete(
     return body, content, parts
 
 
-class StoreView:
-    """Looks into the store behind the handler, around the application."""
-
-    def __init__(self, backend: str, s3: Any) -> None:
-        self.backend = backend
-        self.s3 = s3
-
-    def upload_alive(self, upload_id: str) -> bool:
-        """Whether the store still holds multipart upload `upload_id` (or any part of it)."""
-        if self.s3 is None:
-            return (Path(settings.UPLOADS_LOCAL_PARTS_DIR) / upload_id).exists()
-        pages = self.s3.client.get_paginator("list_multipart_uploads")
-        return any(
-            item["UploadId"] == upload_id
-            for page in pages.paginate(Bucket=self.s3.bucket)
-            for item in page.get("Uploads", [])
-        )
-
-    def object_bytes(self, key: str) -> bytes | None:
-        if self.s3 is None:
-            path = Path(settings.MEDIA_ROOT) / key
-            return path.read_bytes() if path.is_file() else None
-        try:
-            response = self.s3.client.get_object(Bucket=self.s3.bucket, Key=key)
-        except self.s3.client.exceptions.NoSuchKey:
-            return None
-        return response["Body"].read()  # type: ignore[no-any-return]
-
-
 @pytest.fixture
-def store_view(backend: str, request: pytest.FixtureRequest) -> StoreView:
-    return StoreView(backend, None if backend == "local" else request.getfixturevalue(backend))
-
-
-@pytest.fixture
-def local_only(settings: Any) -> None:
-    """Pin the local-disk handler, whatever the environment configured."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    }
+def store_view(backend: str, request: pytest.FixtureRequest) -> Store:
+    return Store.of(backend, request)

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, Store
 from uploads.errors import UploadError
 from uploads.models import FileRecord
 from uploads.services import cleanup
 
-from .conftest import StoreView, ready_to_complete, run_together
+from .conftest import ready_to_complete, run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Status = FileRecord.Status
@@ -40,7 +40,7 @@ def prepare(api: ApiClient, backend: str, seed: int) -> tuple[dict[str, Any], by
     return body, content, parts
 
 
-def test_complete_racing_cleanup_is_all_or_nothing(backend, user, store_view: StoreView):
+def test_complete_racing_cleanup_is_all_or_nothing(backend, user, store_view: Store):
     outcomes: Counter[str] = Counter()
     for round_number in range(ROUNDS):
         api = ApiClient(user)
@@ -76,12 +76,12 @@ def test_complete_racing_cleanup_is_all_or_nothing(backend, user, store_view: St
     print(f"{backend}: {dict(outcomes)}")
 
 
-def test_service_level_race_never_raises_anything_but_upload_errors(user, local_only):
+def test_service_level_race_never_raises_anything_but_upload_errors(user, local_disk):
     """The same race without HTTP in between: the service only ever raises domain errors."""
     from uploads.services.completion import upload_complete
     from uploads.storage.base import CompletedPart
 
-    store = StoreView("local", None)
+    store = Store("local")
     for round_number in range(20):
         api = ApiClient(user)
         upload, content, parts = prepare(api, "local", 1000 + round_number)

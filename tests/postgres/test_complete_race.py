@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, Store
 from uploads.models import FileRecord
 
-from .conftest import StoreView, ready_to_complete, run_together
+from .conftest import ready_to_complete, run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CALLERS = 20
 
 
-def test_concurrent_completes_complete_once(backend, user, store_view: StoreView):
+def test_concurrent_completes_complete_once(backend, user, store_view: Store):
     body, content, parts = ready_to_complete(ApiClient(user), backend, 5, full_parts=2, tail=333)
 
     url = f"/v1/files/uploads/{body['id']}/complete"

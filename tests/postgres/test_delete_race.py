@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, Store
 from uploads.models import FileRecord
 from uploads.services import cleanup
 
-from .conftest import StoreView, ready_to_complete, run_together
+from .conftest import ready_to_complete, run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Status = FileRecord.Status
@@ -29,7 +29,7 @@ ROUNDS = 20
 DELAY_STEP = {"local": 0.005, "s3": 0.08, "verifying": 0.08}
 
 
-def stored_keys(store_view: StoreView) -> set[str]:
+def stored_keys(store_view: Store) -> set[str]:
     """Every object the store holds (parts of unfinished uploads aside)."""
     if store_view.s3 is None:
         root = Path(settings.MEDIA_ROOT)
@@ -47,14 +47,14 @@ def stored_keys(store_view: StoreView) -> set[str]:
     }
 
 
-def assert_every_object_has_a_record(store_view: StoreView) -> None:
+def assert_every_object_has_a_record(store_view: Store) -> None:
     keys = stored_keys(store_view)
     recorded = set(FileRecord.objects.filter(file__in=keys).values_list("file", flat=True))
     assert keys == recorded, f"objects without a record: {sorted(keys - recorded)}"
 
 
 @pytest.mark.parametrize("ending", ["delete", "abort"])
-def test_complete_racing_delete_or_abort(backend, user, store_view: StoreView, ending):
+def test_complete_racing_delete_or_abort(backend, user, store_view: Store, ending):
     outcomes: Counter[str] = Counter()
     for round_number in range(ROUNDS):
         upload, content, parts = ready_to_complete(ApiClient(user), backend, round_number)

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SIZE = 1000
 
 
-@pytest.mark.usefixtures("local_only")
+@pytest.mark.usefixtures("local_disk")
 def test_concurrent_initiates_cannot_both_slip_under_the_quota(settings):
     settings.FILE_UPLOAD_QUOTA_PER_USER = SIZE + SIZE // 2
     for round_number in range(10):

@@ -34,7 +34,10 @@ import pytest
 import requests
 
 from tests.conftest import free_port
+from tests.helpers import unavailable
 
+# Serial: its time bounds are about this test's requests, not a neighbour's load.
+pytestmark = pytest.mark.serial
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
@@ -62,9 +65,9 @@ def services() -> None:
         if not _reachable(host, port)
     ]  # fmt: skip
     if missing:
-        pytest.skip(f"the production shape needs {' and '.join(missing)}, which is unreachable")
+        unavailable(f"the production shape needs {' and '.join(missing)}, which is unreachable")
     if not NGINX:
-        pytest.skip("the production shape needs nginx (`make test` installs Debian's as root)")
+        unavailable("the production shape needs nginx (`make test` installs Debian's as root)")
 
 
 @pytest.fixture

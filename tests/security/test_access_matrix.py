@@ -22,7 +22,7 @@ from django.core.files.storage import default_storage
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, pin_local_disk
 from uploads.models import FileRecord
 from uploads.storage import get_storage_handler
 from uploads.storage.local import LocalStorageHandler
@@ -301,10 +301,7 @@ class World:
 
 @pytest.fixture
 def world(db: Any, settings: Any) -> World:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    }
+    pin_local_disk(settings)
     make = get_user_model().objects.create_user
     users = {
         "owner": make("owner", password=PASSWORDS["owner"]),

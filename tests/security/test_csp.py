@@ -29,14 +29,6 @@ def strict_policy(settings: Any) -> None:
     settings.UPLOADS_CSP_CONNECT_SRC = []
 
 
-@pytest.fixture
-def local_disk(settings: Any) -> None:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    }
-
-
 def directives(response: Any) -> dict[str, list[str]]:
     header = response["Content-Security-Policy"]
     policy = {}

@@ -88,14 +88,6 @@ def schema(db: Any) -> Any:
     )
 
 
-@pytest.fixture
-def local_disk(settings: Any) -> None:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    }
-
-
 def seed_files(owner: ApiClient, stranger: ApiClient) -> list[str]:
     """Fresh real ids: the owner's upload in flight, completed file, and a stranger's file."""
     content = bytes(range(256)) * 5  # 1,280 bytes: two parts

@@ -22,6 +22,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from tests.factories import FileRecordFactory
+from tests.helpers import pin_local_disk
 from tests.security.test_access_matrix import EXPECTED, served_routes
 from uploads.models import FileRecord
 
@@ -72,10 +73,7 @@ def fill(route: str, drawn: dict[str, str]) -> str:
 
 @pytest.fixture
 def clients(db: Any, settings: Any) -> dict[str, Client]:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    }
+    pin_local_disk(settings)
     make = get_user_model().objects.create_user
     users = {"user": make("fuzz-user", password="x"), "staff": make("fuzz-staff", password="x")}
     users["staff"].is_staff = True

@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 from django.urls import clear_url_caches
 
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, pin_local_disk
 
 pytestmark = pytest.mark.django_db
 
@@ -31,10 +31,7 @@ def debug_urls(settings: Any) -> Iterator[None]:
 
 
 def test_media_url_serves_nothing_under_debug(debug_urls: None, user: Any, settings: Any) -> None:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    }
+    pin_local_disk(settings)
     content = b"private bytes " * 10
     done = ApiClient(user).upload(content)
     stored = next(

@@ -24,6 +24,7 @@ from tests.helpers import HttpApi
 from uploads.models import FileRecord
 
 pytestmark = [
+    pytest.mark.serial,  # its time bounds are about its own requests, not a neighbour's load
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("local_disk"),
@@ -41,14 +42,6 @@ def _needs_postgresql() -> None:
             f"there (the database is {connection.vendor}). Run with "
             "DATABASE_URL=postgres://postgres@127.0.0.1:5432/test"
         )
-
-
-@pytest.fixture
-def local_disk(settings: Any) -> None:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    }
 
 
 @pytest.fixture

@@ -15,13 +15,13 @@ from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import Schedule, Task
 
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, unavailable
 from uploads import tasks
 from uploads.models import FileRecord
 from uploads.schedules import SCHEDULES, ensure_schedules
 from uploads.services import cleanup
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_disk")]
 Status = FileRecord.Status
 NAMES = [
     "cleanup_expired_uploads",
@@ -30,14 +30,6 @@ NAMES = [
     "reconcile_storage",
 ]
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture(autouse=True)
-def _local_storage(settings: Any) -> None:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    }
 
 
 def expired_upload(api: ApiClient) -> dict[str, Any]:
@@ -205,7 +197,7 @@ def redis_broker(monkeypatch: pytest.MonkeyPatch) -> Any:
     try:
         probe.ping()
     except redis.exceptions.ConnectionError as exc:
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {exc}")
+        unavailable(f"Redis is not reachable at {REDIS_URL}: {exc}")
     finally:
         probe.close()
     from django_q.brokers.redis_broker import Redis

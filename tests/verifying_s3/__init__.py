@@ -36,7 +36,7 @@ INSTALL_HINT = (
     "Install the verifying S3 store (once; about a minute, 185 MB in .venv-s3/):\n"
     "  make s3-install\n"
     f"or point {PYTHON_VARIABLE} at the python of a virtualenv holding "
-    "tests/verifying_s3/requirements.txt."
+    "tests/verifying_s3/requirements.lock."
 )
 
 # The parent's death takes the store with it (Linux), so an interrupted or killed test run

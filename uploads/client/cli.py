@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any, NoReturn
 
+from uploads.units import format_bytes
+
 from .client import Client
 from .errors import ETAG_MISSING, FILE_CHANGED, NOT_VERIFIABLE, ClientError
 from .retry import RetryPolicy
@@ -250,7 +252,13 @@ def _client(args: argparse.Namespace) -> Iterator[Client]:
     if username:
         password = os.environ.get("DIRECT_UPLOADS_PASSWORD")
         if password is None:
-            password = getpass.getpass(f"Password for {username}: ")
+            try:
+                password = getpass.getpass(f"Password for {username}: ")
+            except EOFError:  # no terminal, and nothing on standard input
+                raise _Usage(
+                    f"no password for {username}: set DIRECT_UPLOADS_PASSWORD "
+                    "(or DIRECT_UPLOADS_TOKEN), or run in a terminal to be asked"
+                ) from None
     elif not token:
         raise ClientError(
             401,
@@ -266,15 +274,6 @@ def _client(args: argparse.Namespace) -> Iterator[Client]:
         state_path=default_state_path(),
     ) as client:
         yield client
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 @contextmanager
@@ -359,7 +358,7 @@ def _upload(client: Client, args: argparse.Namespace, out: _Output) -> int:
                     f" ({result.parts_replaced} stored parts were not this file's: sent again)"
                 )
             out.line(
-                f"{result.file.id}  {path}  {_human(result.file.file_size)}  "
+                f"{result.file.id}  {path}  {format_bytes(result.file.file_size)}  "
                 f"{result.file.upload_status}{resumed}"
             )
     out.document({"files": results})
@@ -386,7 +385,7 @@ def _list(client: Client, args: argparse.Namespace, out: _Output) -> int:
     out.document([dict(f.raw) for f in files])
     for f in files:
         out.line(
-            f"{f.id}  {f.upload_status:<9}  {_human(f.file_size):>10}  {f.created[:19]}  "
+            f"{f.id}  {f.upload_status:<9}  {format_bytes(f.file_size):>10}  {f.created[:19]}  "
             f"{f.name or f.file_name}"
         )
     return EXIT_OK
@@ -397,7 +396,7 @@ def _download(client: Client, args: argparse.Namespace, out: _Output) -> int:
         path = client.download(args.id, args.dest, progress=bar(args.id) if bar else None)
     size = path.stat().st_size
     out.document({"id": args.id, "path": str(path), "bytes": size})
-    out.line(f"{path}  {_human(size)}")
+    out.line(f"{path}  {format_bytes(size)}")
     return EXIT_OK
 
 

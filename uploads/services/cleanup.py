@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
@@ -39,7 +40,7 @@ TIME_BUDGET_SECONDS = 300
 RETRY_AFTER = timedelta(minutes=5)
 
 Progress = Callable[[int], None]
-Row = tuple[object, str, str]
+Row = tuple[UUID, str, str]
 PURGED_REASON = "Deleted, and purged from the store."
 
 
@@ -81,12 +82,27 @@ def _abort_all(
     return _in_store(abort, uploads, workers)
 
 
-def _uploads(rows: Iterable[tuple[object, str, str]]) -> list[MultipartUpload]:
+def _uploads(rows: Iterable[Row]) -> list[MultipartUpload]:
     return [
         MultipartUpload(file_id=str(pk), key=key, upload_id=upload_id)
         for pk, key, upload_id in rows
         if upload_id
     ]
+
+
+def old_failures(now: datetime, days_old: int) -> QuerySet[FileRecord]:
+    """Failed and aborted uploads older than `days_old`, which cleanup deletes.
+
+    Deleted rows wait for their own retention period and purge (which also removes objects).
+    """
+    return FileRecord.objects.visible().ended().filter(modified__lt=now - timedelta(days=days_old))
+
+
+def purge_due(now: datetime, retention_days: int | None = None) -> QuerySet[FileRecord]:
+    """Deleted files past their retention period (UPLOADS_DELETED_RETENTION_DAYS by default)."""
+    if retention_days is None:
+        retention_days = settings.UPLOADS_DELETED_RETENTION_DAYS
+    return FileRecord.objects.deleted().filter(deleted_at__lt=now - timedelta(days=retention_days))
 
 
 def cleanup_expired_uploads(
@@ -103,9 +119,7 @@ def cleanup_expired_uploads(
     deadline = time.monotonic() + time_budget
     handler = get_storage_handler()
     result = CleanupResult()
-    expired = FileRecord.objects.filter(
-        upload_status__in=FileRecord.OPEN_STATES, upload_expires_at__lt=now
-    )
+    expired = FileRecord.objects.expired(now)
     if dry_run:
         # What a real run would do now: every expired row would be aborted.
         result.examined = result.aborted = expired.count()
@@ -122,12 +136,8 @@ def cleanup_expired_uploads(
             )
             if not rows:
                 break
-            FileRecord.objects.filter(
-                pk__in=[row[0] for row in rows], upload_status__in=FileRecord.OPEN_STATES
-            ).update(
-                upload_status=Status.ABORTED,
-                failure_reason="Expired before it was completed.",
-                modified=now,
+            FileRecord.objects.filter(pk__in=[row[0] for row in rows]).transition(
+                Status.ABORTED, failure_reason="Expired before it was completed.", modified=now
             )
         result.examined += len(rows)
         result.aborted += len(rows)
@@ -141,7 +151,7 @@ def cleanup_expired_uploads(
 
 def _abort_in_store(
     handler: StorageHandler,
-    rows: list[tuple[object, str, str]],
+    rows: Sequence[Row],
     workers: int,
     result: CleanupResult,
 ) -> None:
@@ -159,9 +169,7 @@ def _retry_store_aborts(
     deadline: float,
     batch_size: int = BATCH_SIZE,
 ) -> None:
-    stale = FileRecord.objects.filter(
-        upload_status__in=[Status.ABORTED, Status.FAILED], modified__lt=now - RETRY_AFTER
-    ).exclude(upload_id="")
+    stale = FileRecord.objects.ended().filter(modified__lt=now - RETRY_AFTER).exclude(upload_id="")
     last_pk = None
     while time.monotonic() <= deadline:
         page = stale.order_by("pk")
@@ -191,11 +199,7 @@ def cleanup_failed_uploads(
     deadline = time.monotonic() + time_budget
     handler = get_storage_handler()
     result = CleanupResult()
-    # Deleted rows wait for their own retention period and purge (which also removes objects).
-    old = FileRecord.objects.visible().filter(
-        upload_status__in=[Status.FAILED, Status.ABORTED],
-        modified__lt=now - timedelta(days=days_old),
-    )
+    old = old_failures(now, days_old)
     if dry_run:
         result.examined = result.deleted = old.count()
         return result
@@ -223,7 +227,7 @@ def _delete_after_store(
     deadline: float,
     result: CleanupResult,
     progress: Progress | None,
-    claim: Callable[[list[object]], None] | None = None,
+    claim: Callable[[list[UUID]], None] | None = None,
 ) -> None:
     """Page through `rows`, run `work` on each in the store, delete the rows it finished.
 
@@ -275,13 +279,13 @@ def purge_from_store(handler: StorageHandler, key: str, upload_id: str) -> None:
         handler.delete(key)
 
 
-def claim_for_purge(pks: Sequence[object], now: datetime) -> None:
+def claim_for_purge(pks: Sequence[UUID], now: datetime) -> None:
     """Mark deleted rows as being purged, inside the transaction that locked them.
 
     A restore refuses anything not completed, so none can come back while its bytes go.
     """
-    FileRecord.objects.filter(pk__in=pks, upload_status=Status.COMPLETED).update(
-        upload_status=Status.ABORTED, failure_reason=PURGED_REASON, modified=now
+    FileRecord.objects.filter(pk__in=pks).transition(
+        Status.ABORTED, allowed=[Status.COMPLETED], failure_reason=PURGED_REASON, modified=now
     )
 
 
@@ -297,12 +301,10 @@ def purge_deleted_files(
 ) -> CleanupResult:
     """Delete the objects and rows of files deleted more than `retention_days` ago."""
     now = now or timezone.now()
-    if retention_days is None:
-        retention_days = settings.UPLOADS_DELETED_RETENTION_DAYS
     deadline = time.monotonic() + time_budget
     handler = get_storage_handler()
     result = CleanupResult()
-    due = FileRecord.objects.deleted().filter(deleted_at__lt=now - timedelta(days=retention_days))
+    due = purge_due(now, retention_days)
     if dry_run:
         result.examined = result.deleted = due.count()
         return result
@@ -354,9 +356,7 @@ def reconcile_storage(
     def flush() -> None:
         ids = [upload.upload_id for upload in batch]
         known = set(
-            FileRecord.objects.filter(
-                upload_id__in=ids, upload_status__in=FileRecord.OPEN_STATES
-            ).values_list("upload_id", flat=True)
+            FileRecord.objects.open().filter(upload_id__in=ids).values_list("upload_id", flat=True)
         )
         orphans = [upload for upload in batch if upload.upload_id not in known]
         result.examined += len(batch)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, NoReturn
+from uuid import UUID
 
 import filetype
 from django.conf import settings
@@ -34,6 +35,7 @@ from uploads.services.shared import (
     abort_quietly,
     delete_object_quietly,
     locked,
+    move,
     multipart,
     require_open,
     storage_failure,
@@ -41,8 +43,8 @@ from uploads.services.shared import (
 from uploads.storage import StorageError, get_storage_handler
 from uploads.storage.base import (
     CompletedPart,
+    GoneFromStore,
     ObjectInfo,
-    PartNotFound,
     PartsRejected,
     StorageHandler,
     StoredPart,
@@ -102,7 +104,9 @@ def mismatched_parts(
     return wrong
 
 
-def upload_complete(*, user: User, file_id: object, parts: Sequence[CompletedPart]) -> FileRecord:
+def upload_complete(
+    *, user: User, file_id: UUID | str, parts: Sequence[CompletedPart]
+) -> FileRecord:
     with transaction.atomic():
         # The owner's deleted uploads too: completing one says why it cannot (409), not 404.
         record = locked(user, file_id, staff_ok=False, deleted_ok=True)
@@ -144,7 +148,7 @@ def _complete_claimed(
     upload = multipart(record)
     try:
         stored = handler.list_parts(upload)
-    except PartNotFound:
+    except GoneFromStore:
         # The upload is gone from the store: a completion that crashed after the store
         # finished, or cleanup. The store says which.
         return _finish_from_store(user, record, handler, ordered)
@@ -159,7 +163,7 @@ def _complete_claimed(
     ordered = [replace(part, checksum=checksums.get(part.part_number, "")) for part in ordered]
     try:
         info = handler.complete(upload, ordered, content_type=record.file_content_type)
-    except PartNotFound:
+    except GoneFromStore:
         return _finish_from_store(user, record, handler, ordered)
     except PartsRejected as exc:
         # The list matched the store a moment ago: a part was sent again in between.
@@ -250,7 +254,7 @@ def _finish_from_store(
 ) -> FileRecord:
     try:
         info = handler.head(record.storage_key)
-    except PartNotFound:
+    except GoneFromStore:
         info = None
     except StorageError as exc:
         raise _store_failed(record, handler, exc) from exc
@@ -274,21 +278,22 @@ def _mark_completed(
     with transaction.atomic():
         # By id: the owner was checked at the start, and a delete meanwhile must not hide it.
         current = FileRecord.objects.select_for_update().filter(pk=record.pk).first()
-        if current is not None and current.upload_status == Status.COMPLETED:
-            if current.deleted_at:
-                raise _ended_while_completing(current, handler, record.storage_key)
+        if current is None:
+            pass
+        elif current.upload_status == Status.COMPLETED and not current.deleted_at:
             if current.etag_digest == digest:
                 return current
             raise InvalidTransition("This upload is already completed with other parts.")
-        if current is not None and current.is_open:
-            current.upload_status = Status.COMPLETED
-            current.uploaded_parts = len(parts)
-            current.etag = normalize_etag(info.etag)
-            current.checksum = info.checksum
-            current.etag_digest = digest
-            current.completed_at = timezone.now()
-            current.failure_reason = ""
-            current.save()
+        elif move(
+            current,
+            Status.COMPLETED,
+            uploaded_parts=len(parts),
+            etag=normalize_etag(info.etag),
+            checksum=info.checksum,
+            etag_digest=digest,
+            completed_at=timezone.now(),
+            failure_reason="",
+        ):
             return current
     # Aborted or deleted (cleanup, the owner, staff) while we were completing.
     raise _ended_while_completing(current, handler, record.storage_key)
@@ -300,16 +305,11 @@ def _fail(record: FileRecord, handler: StorageHandler, reason: str) -> NoReturn:
     Only for an upload that can never complete; anything the client can fix keeps it open.
     """
     aborted = abort_quietly(handler, multipart(record))
-    with transaction.atomic():
-        current = FileRecord.objects.select_for_update().filter(pk=record.pk).first()
-        if current is None or not current.is_open:
-            raise _ended_while_completing(current, handler, record.storage_key)
-        current.upload_status = Status.FAILED
-        current.failure_reason = reason
-        if aborted:
-            current.upload_id = ""
-        current.save()
-    # Raised after the atomic block: the failed state is committed, not rolled back with us.
+    store_ended = {"upload_id": ""} if aborted else {}
+    if not move(record, Status.FAILED, failure_reason=reason, **store_ended):
+        raise _ended_while_completing(
+            FileRecord.objects.filter(pk=record.pk).first(), handler, record.storage_key
+        )
     raise VerificationFailed(reason, {"upload_status": Status.FAILED})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -16,11 +17,18 @@ from uploads.errors import (
     UploadNotFound,
 )
 from uploads.models import FileRecord
-from uploads.selectors import file_queryset_for_user
 from uploads.services.cleanup import claim_for_purge, purge_from_store
 from uploads.services.parents import resolve_parent
 from uploads.services.rules import clean_description, clean_display_name
-from uploads.services.shared import User, abort_quietly, actor, locked, multipart, storage_failure
+from uploads.services.shared import (
+    User,
+    abort_quietly,
+    actor,
+    locked,
+    move,
+    multipart,
+    storage_failure,
+)
 from uploads.storage import StorageError, get_storage_handler
 
 logger = logging.getLogger(__name__)
@@ -28,7 +36,7 @@ logger = logging.getLogger(__name__)
 Status = FileRecord.Status
 
 
-def file_delete(*, user: User, file_id: object) -> None:
+def file_delete(*, user: User, file_id: UUID | str) -> None:
     """Hide the file at once; its bytes stay (and count toward the quota) until purged.
 
     An upload still in flight is aborted: its parts go now, and a completion under way finds
@@ -36,12 +44,9 @@ def file_delete(*, user: User, file_id: object) -> None:
     """
     with transaction.atomic():
         record = locked(user, file_id)
-        in_flight = record.is_open
         record.deleted_at = timezone.now()
-        if in_flight:
-            record.upload_status = Status.ABORTED
-            record.failure_reason = "Deleted before it was completed."
-        record.save(update_fields=["deleted_at", "upload_status", "failure_reason", "modified"])
+        record.save(update_fields=["deleted_at", "modified"])
+        in_flight = move(record, Status.ABORTED, failure_reason="Deleted before it was completed.")
     # No lock across the store call. If the abort fails, the row keeps its upload id and
     # cleanup retries it: the delete itself is done.
     if in_flight and abort_quietly(get_storage_handler(), multipart(record)):
@@ -49,7 +54,7 @@ def file_delete(*, user: User, file_id: object) -> None:
     logger.info("%s deleted file %s (%s)", actor(user), record.pk, record.file_name)
 
 
-def _locked_deleted(user: User, file_id: object, action: str) -> FileRecord:
+def _locked_deleted(user: User, file_id: UUID | str, action: str) -> FileRecord:
     """Staff only: the deleted file's row, locked. Call inside a transaction."""
     # Anyone else learns nothing, not even that the id exists.
     if not getattr(user, "is_staff", False):
@@ -60,7 +65,7 @@ def _locked_deleted(user: User, file_id: object, action: str) -> FileRecord:
     return record
 
 
-def file_restore(*, user: User, file_id: object) -> FileRecord:
+def file_restore(*, user: User, file_id: UUID | str) -> FileRecord:
     """Staff: bring a deleted file back before its purge."""
     with transaction.atomic():
         record = _locked_deleted(user, file_id, "restored")
@@ -76,7 +81,7 @@ def file_restore(*, user: User, file_id: object) -> FileRecord:
     return record
 
 
-def file_purge(*, user: User, file_id: object) -> None:
+def file_purge(*, user: User, file_id: UUID | str) -> None:
     """Staff: remove a deleted file's bytes and record now, before its retention ends."""
     with transaction.atomic():
         record = _locked_deleted(user, file_id, "purged")
@@ -90,7 +95,7 @@ def file_purge(*, user: User, file_id: object) -> None:
     logger.info("%s purged file %s (%s)", actor(user), record.pk, record.file_name)
 
 
-def file_update(*, user: User, file_id: object, **changes: Any) -> FileRecord:
+def file_update(*, user: User, file_id: UUID | str, **changes: Any) -> FileRecord:
     unknown = set(changes) - {"name", "description"}
     if unknown:
         raise InvalidInput(f"Only name and description can be changed, not {sorted(unknown)}.")
@@ -108,7 +113,7 @@ def file_update(*, user: User, file_id: object, **changes: Any) -> FileRecord:
 
 
 def file_set_parent(
-    *, user: User, file_id: object, parent_content_type: str | None, parent_object_id: object
+    *, user: User, file_id: UUID | str, parent_content_type: str | None, parent_object_id: object
 ) -> FileRecord:
     content_type, object_id = resolve_parent(user, parent_content_type, parent_object_id)
     with transaction.atomic():
@@ -119,8 +124,8 @@ def file_set_parent(
     return record
 
 
-def file_download_url(*, user: User, file_id: object) -> str:
-    queryset = file_queryset_for_user(user)
+def file_download_url(*, user: User, file_id: UUID | str) -> str:
+    queryset = FileRecord.objects.visible_to(user)
     try:
         record = queryset.get(pk=file_id)
     except (FileRecord.DoesNotExist, ValidationError, ValueError) as exc:

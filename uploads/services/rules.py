@@ -179,7 +179,7 @@ def clean_checksum_algorithm(value: str | None) -> str:
 
 
 def clean_checksums(
-    algorithm: str, checksums: Mapping[object, object] | None, num_parts: int
+    algorithm: str, checksums: Mapping[str, str] | None, num_parts: int
 ) -> dict[int, str]:
     """Part number → base64 checksum, each of the algorithm's digest size."""
     if not checksums:

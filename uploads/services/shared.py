@@ -4,10 +4,14 @@ actor named in logs, and the store's failures as a client hears them."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from typing import Any
+from uuid import UUID
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from uploads.errors import (
     InsufficientStorage,
@@ -16,7 +20,6 @@ from uploads.errors import (
     UploadNotFound,
 )
 from uploads.models import FileRecord
-from uploads.selectors import file_queryset_for_user
 from uploads.storage import StorageError
 from uploads.storage.base import (
     MultipartUpload,
@@ -35,9 +38,9 @@ STORAGE_RETRY_AFTER = 5
 
 
 def locked(
-    user: User, file_id: object, *, staff_ok: bool = True, deleted_ok: bool = False
+    user: User, file_id: UUID | str, *, staff_ok: bool = True, deleted_ok: bool = False
 ) -> FileRecord:
-    queryset = file_queryset_for_user(user, staff_ok=staff_ok, deleted_ok=deleted_ok)
+    queryset = FileRecord.objects.visible_to(user, staff_ok=staff_ok, deleted_ok=deleted_ok)
     try:
         return queryset.select_for_update(of=("self",)).get(pk=file_id)
     except (FileRecord.DoesNotExist, ValidationError, ValueError) as exc:
@@ -78,6 +81,20 @@ def storage_failure(exc: StorageError) -> StorageUnavailable | InsufficientStora
         return StorageUnavailable(retry_after=STORAGE_RETRY_AFTER)
     logger.error("storage call failed (%s): %s", exc.kind, exc, exc_info=exc)
     return StorageUnavailable()
+
+
+def move(
+    record: FileRecord, to: str, *, allowed: Iterable[str] | None = None, **changes: Any
+) -> bool:
+    """Move one file to status `to` if it is still in one of `allowed` (the open states by
+    default), keeping `record` in step; see `FileRecordQuerySet.transition`."""
+    changes.setdefault("modified", timezone.now())
+    if not FileRecord.objects.filter(pk=record.pk).transition(to, allowed=allowed, **changes):
+        return False
+    record.upload_status = to
+    for field, value in changes.items():
+        setattr(record, field, value)
+    return True
 
 
 def require_open(record: FileRecord, action: str) -> None:

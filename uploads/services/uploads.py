@@ -12,9 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q, Sum
@@ -27,7 +29,6 @@ from uploads.errors import (
     UploadNotFound,
 )
 from uploads.models import FileRecord
-from uploads.selectors import file_queryset_for_user
 from uploads.services.parents import resolve_parent
 from uploads.services.rules import (
     PRESIGN_ALL,
@@ -43,10 +44,18 @@ from uploads.services.rules import (
     storage_key,
     strict_int,
 )
-from uploads.services.shared import User, actor, locked, multipart, require_open, storage_failure
+from uploads.services.shared import (
+    User,
+    actor,
+    locked,
+    move,
+    multipart,
+    require_open,
+    storage_failure,
+)
 from uploads.storage import StorageError, get_storage_handler
 from uploads.storage.base import (
-    PartNotFound,
+    GoneFromStore,
     PartTarget,
     PartToSign,
     StorageHandler,
@@ -68,10 +77,6 @@ class InitiatedUpload:
     presigned_urls: list[PartTarget]
     expires_in: int
 
-    def __getattr__(self, name: str) -> Any:
-        # Lets one response schema read the record's fields and the part URLs side by side.
-        return getattr(self.file, name)
-
 
 def upload_initiate(
     *,
@@ -87,9 +92,12 @@ def upload_initiate(
     parent_object_id: object = None,
     presign: object = PRESIGN_ALL,
     checksum_algorithm: str | None = None,
-    checksums: Mapping[object, object] | None = None,
+    checksums: Mapping[str, str] | None = None,
 ) -> InitiatedUpload:
+    # The API and the portal authenticate first: an upload always has an owner.
+    assert user.is_authenticated
     plan = plan_parts(file_size=file_size, part_size=part_size, num_parts=num_parts)
+    size = int(file_size)  # type: ignore[call-overload]  # plan_parts checked it is a whole number
     algorithm = clean_checksum_algorithm(checksum_algorithm)
     part_checksums = clean_checksums(algorithm, checksums, plan.num_parts)
     # With checksums, a URL can only be signed for a part whose checksum is known.
@@ -104,20 +112,20 @@ def upload_initiate(
     content_type, object_id = resolve_parent(user, parent_content_type, parent_object_id)
     file_id = uuid.uuid4()
     with transaction.atomic():
-        _reserve_quota(user, plan_size=int(file_size))  # type: ignore[call-overload]
+        _reserve_quota(user, plan_size=size)
         record = FileRecord.objects.create(
             id=file_id,
             name=clean_display_name(name) or clean_name,
             description=clean_description(description),
             file_name=clean_name,
-            file_size=file_size,
+            file_size=size,
             file_content_type=declared_type,
             file=storage_key(file_id),
             upload_status=Status.PENDING,
             total_parts=plan.num_parts,
             part_size=plan.part_size,
             upload_expires_at=_new_expiry(),
-            created_by=user,
+            created_by_id=user.pk,
             parent_content_type=content_type,
             parent_object_id=object_id,
             checksum_algorithm=algorithm,
@@ -134,11 +142,12 @@ def upload_initiate(
         # Nothing exists in the store; leave nothing behind in the database either.
         record.delete()
         raise storage_failure(exc) from exc
-    FileRecord.objects.filter(pk=file_id).update(
-        upload_id=upload.upload_id, upload_status=Status.UPLOADING
-    )
-    record.upload_id = upload.upload_id
-    record.upload_status = Status.UPLOADING
+    if not move(record, Status.UPLOADING, allowed=[Status.PENDING], upload_id=upload.upload_id):
+        # Aborted or deleted before the store answered: keep the store's upload id on the row,
+        # so cleanup aborts it there, and tell the client the upload ended.
+        FileRecord.objects.filter(pk=file_id).update(upload_id=upload.upload_id)
+        record.refresh_from_db()
+        require_open(record, "started")
     targets = _presign(handler, record, first_batch, part_checksums)
     return InitiatedUpload(
         file=record,
@@ -160,12 +169,12 @@ def _keep_open_while_urls_live(record: FileRecord, urls_expire_in: int) -> None:
     seconds = max(settings.UPLOADS_EXPIRATION_SECONDS, urls_expire_in)
     expires = timezone.now() + timedelta(seconds=seconds)
     later = Q(upload_expires_at__lt=expires) | Q(upload_expires_at__isnull=True)
-    open_rows = FileRecord.objects.filter(pk=record.pk, upload_status__in=FileRecord.OPEN_STATES)
+    open_rows = FileRecord.objects.open().filter(pk=record.pk)
     if open_rows.filter(later).update(upload_expires_at=expires):
         record.upload_expires_at = expires
 
 
-def _reserve_quota(user: User, *, plan_size: int) -> None:
+def _reserve_quota(user: AbstractBaseUser, *, plan_size: int) -> None:
     """Refuse an upload that would take the user over quota. Call inside a transaction."""
     quota = settings.FILE_UPLOAD_QUOTA_PER_USER
     if quota is None:
@@ -174,9 +183,9 @@ def _reserve_quota(user: User, *, plan_size: int) -> None:
     # The user model, not type(user): a session's request.user is a lazy proxy (a 500 here).
     get_user_model()._default_manager.select_for_update().filter(pk=user.pk).first()
     used = (
-        FileRecord.objects.filter(
-            created_by=user, upload_status__in=[Status.COMPLETED, *FileRecord.OPEN_STATES]
-        ).aggregate(total=Sum("file_size"))["total"]
+        FileRecord.objects.holding_quota()
+        .filter(created_by_id=user.pk)
+        .aggregate(total=Sum("file_size"))["total"]
         or 0
     )
     if used + plan_size > quota:
@@ -211,7 +220,7 @@ def _presign(
     return targets
 
 
-def upload_abort(*, user: User, file_id: object) -> FileRecord:
+def upload_abort(*, user: User, file_id: UUID | str) -> FileRecord:
     with transaction.atomic():
         record = locked(user, file_id, deleted_ok=True)
         # Aborted but still holding its upload id: an earlier abort got a 503 from the store.
@@ -219,12 +228,11 @@ def upload_abort(*, user: User, file_id: object) -> FileRecord:
         retrying = record.upload_status == Status.ABORTED and bool(record.upload_id)
         if not retrying:
             require_open(record, "aborted")
-            record.upload_status = Status.ABORTED
-            record.save(update_fields=["upload_status", "modified"])
+            move(record, Status.ABORTED)
     if record.upload_id:
         try:
             get_storage_handler().abort(multipart(record))
-        except PartNotFound:
+        except GoneFromStore:
             pass  # nothing of it is left in the store
         except StorageError as exc:
             # The record stays aborted with its upload id, so cleanup retries the store.
@@ -240,20 +248,36 @@ def upload_abort(*, user: User, file_id: object) -> FileRecord:
 
 @dataclass(frozen=True, slots=True)
 class UploadParts:
-    file: FileRecord
+    """What the store holds of an unfinished upload, beside the plan it must match."""
+
+    id: uuid.UUID
+    upload_status: str
+    file_size: int
+    part_size: int
+    total_parts: int
+    checksum_algorithm: str
     parts: list[StoredPart]
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.file, name)
+    @classmethod
+    def of(cls, record: FileRecord, parts: list[StoredPart]) -> UploadParts:
+        return cls(
+            id=record.pk,
+            upload_status=record.upload_status,
+            file_size=record.file_size,
+            part_size=record.part_size,
+            total_parts=record.total_parts,
+            checksum_algorithm=record.checksum_algorithm,
+            parts=sorted(parts, key=lambda p: p.part_number),
+        )
 
     @property
     def uploaded_bytes(self) -> int:
         return sum(part.size for part in self.parts)
 
 
-def _open_upload(user: User, file_id: object, action: str) -> FileRecord:
+def _open_upload(user: User, file_id: UUID | str, action: str) -> FileRecord:
     try:
-        record = file_queryset_for_user(user, staff_ok=False).get(pk=file_id)
+        record = FileRecord.objects.visible_to(user, staff_ok=False).get(pk=file_id)
     except (FileRecord.DoesNotExist, ValidationError, ValueError) as exc:
         raise UploadNotFound() from exc
     require_open(record, action)
@@ -262,16 +286,16 @@ def _open_upload(user: User, file_id: object, action: str) -> FileRecord:
     return record
 
 
-def upload_parts(*, user: User, file_id: object) -> UploadParts:
+def upload_parts(*, user: User, file_id: UUID | str) -> UploadParts:
     """The parts the store really holds: the source of truth for resuming."""
     record = _open_upload(user, file_id, "resumed")
     try:
         parts = get_storage_handler().list_parts(multipart(record))
-    except PartNotFound as exc:
+    except GoneFromStore as exc:
         raise InvalidTransition("This upload no longer exists in the store.") from exc
     except StorageError as exc:
         raise storage_failure(exc) from exc
-    return UploadParts(file=record, parts=sorted(parts, key=lambda p: p.part_number))
+    return UploadParts.of(record, parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,9 +307,9 @@ class PresignedParts:
 def upload_presign(
     *,
     user: User,
-    file_id: object,
+    file_id: UUID | str,
     part_numbers: Sequence[object],
-    checksums: Mapping[object, object] | None = None,
+    checksums: Mapping[str, str] | None = None,
 ) -> PresignedParts:
     """Fresh URLs for parts of an unfinished upload (resume, expiry, lazy signing)."""
     record = _open_upload(user, file_id, "signed")

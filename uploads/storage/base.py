@@ -13,8 +13,6 @@ MIB = 1024 * KIB
 GIB = 1024 * MIB
 
 # S3's multipart limits (docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html).
-# 5 MiB is the minimum part size allowed by S3, except for the last part.
-S3_MIN_PART_SIZE = 5 * MIB
 # 5 GiB is the largest single part S3 accepts.
 S3_MAX_PART_SIZE = 5 * GIB
 # S3 numbers parts 1..10,000.
@@ -32,8 +30,8 @@ class StorageError(Exception):
     kind = "failed"
 
 
-class PartNotFound(StorageError):
-    """The multipart upload (or object) no longer exists in the store."""
+class GoneFromStore(StorageError):
+    """The multipart upload or the object asked for no longer exists in the store."""
 
     kind = "gone"
 
@@ -147,7 +145,6 @@ def normalize_etag(etag: str) -> str:
 
 
 class StorageHandler(Protocol):
-    name: str
     # The longest one complete may take in this store: a completion claim older than this was
     # left by a process that died, and another request may complete the upload.
     completion_timeout: timedelta

@@ -24,9 +24,9 @@ from storages.backends.s3 import S3Storage
 
 from .base import (
     CompletedPart,
+    GoneFromStore,
     MultipartUpload,
     ObjectInfo,
-    PartNotFound,
     PartsRejected,
     PartTarget,
     PartToSign,
@@ -82,7 +82,7 @@ def _client_error(action: str, exc: ClientError) -> StorageError:
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
     message = f"{action}: {code or exc}"
     if code in _GONE_CODES:
-        return PartNotFound(message)
+        return GoneFromStore(message)
     if code in _FIXABLE_CODES:
         return PartsRejected(message)
     if code in _UNCOMPLETABLE_CODES:
@@ -138,7 +138,6 @@ def _completion_client(storage: S3Storage) -> Any:
 
 
 class S3StorageHandler:
-    name = "s3"
     # S3 may take minutes to complete a 10,000-part upload.
     completion_timeout = timedelta(minutes=15)
 
@@ -239,7 +238,7 @@ class S3StorageHandler:
                 self.client.abort_multipart_upload(
                     Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id
                 )
-        except PartNotFound:
+        except GoneFromStore:
             pass  # already gone: aborting is idempotent
 
     def head(self, key: str) -> ObjectInfo:

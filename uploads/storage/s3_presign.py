@@ -21,7 +21,8 @@ import logging
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from botocore.auth import _host_from_url
+# The Host value botocore itself signs (port kept unless default); its stubs leave it out.
+from botocore.auth import _host_from_url  # type: ignore[attr-defined]
 
 from .base import checksum_header
 

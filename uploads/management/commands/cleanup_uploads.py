@@ -1,10 +1,8 @@
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
@@ -68,21 +66,15 @@ class Command(BaseCommand):
         dry = options["dry_run"]
         show = options["progress"] or sys.stderr.isatty()
         now = timezone.now()
-        Status = FileRecord.Status
         for step in steps:
             if step == "expired":
-                total = FileRecord.objects.filter(
-                    upload_status__in=FileRecord.OPEN_STATES, upload_expires_at__lt=now
-                ).count()
+                total = FileRecord.objects.expired(now).count()
                 bar = ProgressBar("expired", total, sys.stderr, show)
                 result = cleanup.cleanup_expired_uploads(
                     now=now, dry_run=dry, progress=bar, time_budget=options["time_budget"]
                 )
             elif step == "failed":
-                total = FileRecord.objects.filter(
-                    upload_status__in=[Status.FAILED, Status.ABORTED],
-                    modified__lt=now - timedelta(days=options["days"]),
-                ).count()
+                total = cleanup.old_failures(now, options["days"]).count()
                 bar = ProgressBar("failed", total, sys.stderr, show)
                 result = cleanup.cleanup_failed_uploads(
                     options["days"],
@@ -92,8 +84,7 @@ class Command(BaseCommand):
                     time_budget=options["time_budget"],
                 )
             elif step == "deleted":
-                cutoff = now - timedelta(days=settings.UPLOADS_DELETED_RETENTION_DAYS)
-                total = FileRecord.objects.deleted().filter(deleted_at__lt=cutoff).count()
+                total = cleanup.purge_due(now).count()
                 bar = ProgressBar("deleted", total, sys.stderr, show)
                 result = cleanup.purge_deleted_files(
                     now=now, dry_run=dry, progress=bar, time_budget=options["time_budget"]

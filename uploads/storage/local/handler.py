@@ -41,9 +41,9 @@ from django.core.files.storage import Storage
 from uploads.storage.base import (
     MIB,
     CompletedPart,
+    GoneFromStore,
     MultipartUpload,
     ObjectInfo,
-    PartNotFound,
     PartsRejected,
     PartTarget,
     PartToSign,
@@ -140,7 +140,7 @@ def _scan(directory: Path) -> dict[int, _Record]:
     try:
         names = os.listdir(folder)
     except FileNotFoundError as exc:
-        raise PartNotFound(f"{directory.name} has no part directory") from exc
+        raise GoneFromStore(f"{directory.name} has no part directory") from exc
     records: dict[int, _Record] = {}
     for name in names:
         if _POINTER.match(name):
@@ -151,11 +151,11 @@ def _scan(directory: Path) -> dict[int, _Record]:
 
 
 def _require_uncompleted(directory: Path) -> None:
-    """Raise PartNotFound, as S3 does, once complete has linked the object at its key."""
+    """Raise GoneFromStore, as S3 does, once complete has linked the object at its key."""
     if not (directory / OBJECT).exists():
         # What a completion killed while clearing up left behind: finish clearing.
         shutil.rmtree(directory, ignore_errors=True)
-        raise PartNotFound(f"upload {directory.name} is completed")
+        raise GoneFromStore(f"upload {directory.name} is completed")
 
 
 class _Checksum:
@@ -215,13 +215,12 @@ def _copy_into(source: Path, target_fd: int, offset: int, size: int) -> None:
         while copied < size:
             chunk = src.read(min(CHUNK_SIZE, size - copied))
             if not chunk:
-                raise PartNotFound(f"{source.name} is shorter than its record")
+                raise GoneFromStore(f"{source.name} is shorter than its record")
             _write_all(target_fd, chunk, offset + copied)
             copied += len(chunk)
 
 
 class LocalStorageHandler:
-    name = "local"
     # Complete copies nothing but re-sent parts, and two completes are kept apart by the
     # upload's lock: a claim left by a killed server need not block the client for long.
     completion_timeout = timedelta(seconds=30)
@@ -233,7 +232,7 @@ class LocalStorageHandler:
     def _upload_dir(self, upload_id: str) -> Path:
         # The id is ours (random hex), but it comes back in tokens and rows: never trust a path.
         if not _UPLOAD_ID.match(upload_id):
-            raise PartNotFound(f"not a local upload id: {upload_id!r}")
+            raise GoneFromStore(f"not a local upload id: {upload_id!r}")
         return self.parts_dir / upload_id
 
     def initiate(
@@ -298,7 +297,7 @@ class LocalStorageHandler:
         try:
             lock = os.open(directory / LOCK, os.O_RDWR)
         except FileNotFoundError as exc:
-            raise PartNotFound(f"upload {grant.upload_id} has ended") from exc
+            raise GoneFromStore(f"upload {grant.upload_id} has ended") from exc
         claim: int | None = None
         temp: Path | None = None
         try:
@@ -325,7 +324,7 @@ class LocalStorageHandler:
             return etag
         except FileNotFoundError as exc:
             # Aborted or completed while the body was still arriving.
-            raise PartNotFound(f"upload {grant.upload_id} ended during the PUT") from exc
+            raise GoneFromStore(f"upload {grant.upload_id} ended during the PUT") from exc
         except OSError as exc:
             # A full disk mid-body: as with a cut-short PUT, nothing of this part is kept and
             # the parts already stored stay, so the upload resumes once there is room.
@@ -403,7 +402,7 @@ class LocalStorageHandler:
     ) -> None:
         """Point the part's record at the new copy; a copy no record names is removed."""
         if not (directory / OBJECT).exists():
-            raise PartNotFound(f"upload {grant.upload_id} ended during the PUT")
+            raise GoneFromStore(f"upload {grant.upload_id} ended during the PUT")
         pointer = _pointer(directory, grant.part_number)
         earlier = _read_record(str(directory), pointer.name)
         name = _record_name(grant, etag, checksum, "i" if temp is None else "s")
@@ -441,7 +440,7 @@ class LocalStorageHandler:
         try:
             lock = os.open(directory / LOCK, os.O_RDWR)
         except FileNotFoundError as exc:
-            raise PartNotFound(f"upload {upload.upload_id} has ended") from exc
+            raise GoneFromStore(f"upload {upload.upload_id} has ended") from exc
         try:
             self._lock_exclusive(lock)
             chosen = self._records_for(directory, parts)
@@ -449,7 +448,7 @@ class LocalStorageHandler:
             self._discard(directory)
         except FileNotFoundError as exc:
             # Aborted (cleanup, the owner) while completing: the directory went.
-            raise PartNotFound(f"upload {upload.upload_id} ended: {exc}") from exc
+            raise GoneFromStore(f"upload {upload.upload_id} ended: {exc}") from exc
         except OSError as exc:
             raise os_storage_error(f"cannot complete {upload.key}", exc) from exc
         finally:
@@ -526,7 +525,7 @@ class LocalStorageHandler:
         try:
             size = self.storage.size(key)
         except OSError as exc:
-            raise PartNotFound(f"{key}: {exc}") from exc
+            raise GoneFromStore(f"{key}: {exc}") from exc
         return ObjectInfo(size=size, etag="", content_type="")
 
     def read_head(self, key: str, length: int) -> bytes:
@@ -539,9 +538,9 @@ class LocalStorageHandler:
 
     def open(self, key: str) -> IO[bytes]:
         try:
-            return self.storage.open(key, "rb")  # type: ignore[no-any-return]
+            return self.storage.open(key, "rb")
         except FileNotFoundError as exc:
-            raise PartNotFound(f"{key} is not stored") from exc
+            raise GoneFromStore(f"{key} is not stored") from exc
         except OSError as exc:
             raise StorageError(f"cannot read {key}: {exc}") from exc
 

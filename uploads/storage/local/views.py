@@ -9,6 +9,7 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -26,7 +27,7 @@ from uploads.errors import (
 from uploads.selectors import upload_accepts_part
 from uploads.services.shared import storage_failure
 from uploads.storage import get_storage_handler
-from uploads.storage.base import PartNotFound, StorageError
+from uploads.storage.base import GoneFromStore, StorageError
 
 from .errors import (
     BodyCutShort,
@@ -81,10 +82,10 @@ def _part_error(exc: PartRefused) -> UploadError:
 
 
 def _answers_errors(
-    view: Callable[[HttpRequest, str], HttpResponse],
-) -> Callable[..., HttpResponse]:
+    view: Callable[[HttpRequest, str], HttpResponseBase],
+) -> Callable[..., HttpResponseBase]:
     @wraps(view)
-    def answer(request: HttpRequest, token: str) -> HttpResponse:
+    def answer(request: HttpRequest, token: str) -> HttpResponseBase:
         try:
             return view(request, token)
         except UploadError as exc:
@@ -128,7 +129,7 @@ def part_upload(request: HttpRequest, token: str) -> HttpResponse:
         etag = handler.receive_part(grant, request, length=_content_length(request))
     except PartRefused as exc:
         raise _part_error(exc) from exc
-    except PartNotFound as exc:
+    except GoneFromStore as exc:
         raise AccessDenied(GONE) from exc
     except StorageError as exc:
         raise storage_failure(exc) from exc
@@ -139,7 +140,7 @@ def part_upload(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_http_methods(["GET", "HEAD"])
 @_answers_errors
-def download(request: HttpRequest, token: str) -> HttpResponse:
+def download(request: HttpRequest, token: str) -> HttpResponseBase:
     try:
         grant = read_download_token(token)
     except LinkRefused as exc:
@@ -147,7 +148,7 @@ def download(request: HttpRequest, token: str) -> HttpResponse:
     handler = _local_handler("download")
     try:
         stream = handler.open(grant.key)
-    except PartNotFound as exc:
+    except GoneFromStore as exc:
         raise UploadNotFound() from exc
     except StorageError as exc:
         raise storage_failure(exc) from exc
