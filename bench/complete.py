@@ -24,6 +24,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 from unittest import mock
 
@@ -44,6 +45,7 @@ class TimedStubStore:
     """A store that already holds every part and answers at once; its time is kept apart."""
 
     name = "stub"
+    completion_timeout = timedelta(minutes=15)
 
     def __init__(self, stored: list[Any], size: int) -> None:
         from uploads.storage.base import ObjectInfo

@@ -33,7 +33,7 @@ from tests.factories import FileRecordFactory
 from tests.helpers import ApiClient
 from tests.testapp.models import Post
 from uploads.models import FileRecord
-from uploads.storage.local import PART_SALT
+from uploads.storage.local.tokens import PART_SALT
 
 KIB = 1024
 MIB = 1024 * KIB

@@ -166,6 +166,18 @@ class HttpApi:
         return self.call("POST", f"/v1/files/uploads/{file_id}/complete", {"parts": parts})
 
 
+def local_part_files(directory: Path) -> list[Path]:
+    """Part records and leftovers in a local upload's directory: everything but the object
+    being assembled, its lock and the parts' claims."""
+    if not directory.exists():
+        return []
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.name not in {"object", "lock"} and not p.name.endswith(".claim")
+    )
+
+
 class Store:
     """Looks into the store behind the handler, around the application, to check what it holds."""
 
@@ -204,9 +216,8 @@ class Store:
         return response["Body"].read()  # type: ignore[no-any-return]
 
     def local_part_files(self, upload_id: str) -> list[Path]:
-        """Every file (parts and leftovers such as temp files) in a local upload's directory."""
-        directory = self.parts_dir / upload_id
-        return sorted(directory.iterdir()) if directory.exists() else []
+        """Part records and leftovers (temp files) in a local upload's directory."""
+        return local_part_files(self.parts_dir / upload_id)
 
 
 def unavailable(reason: str) -> NoReturn:

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import re
 import shutil
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,7 +41,7 @@ from uploads.selectors import file_list_for_user
 from uploads.services import cleanup, completion, files, rules
 from uploads.services import uploads as services
 from uploads.storage import get_storage_handler
-from uploads.storage.base import CompletedPart, GoneFromStore, MultipartUpload, StoredPart
+from uploads.storage.base import CompletedPart, MultipartUpload, PartsRejected, StoredPart
 from uploads.storage.local import LocalStorageHandler
 from uploads.storage.s3 import S3StorageHandler
 
@@ -194,12 +195,12 @@ def test_local_complete_does_not_skip_missing_parts(user: Any, local_disk: None)
     upload = initiate(api, len(content))
     parts = put(api, upload, content, skip=(2,))
 
-    # The handler itself refuses to combine around a hole ...
+    # The handler itself refuses to complete around a hole ...
     handler = get_storage_handler()
     assert isinstance(handler, LocalStorageHandler)
     record = FileRecord.objects.get(pk=upload["id"])
     multipart = MultipartUpload(str(record.pk), record.storage_key, record.upload_id)
-    with pytest.raises(GoneFromStore):
+    with pytest.raises(PartsRejected):
         handler.complete(
             multipart, [CompletedPart(p["part_number"], p["etag"]) for p in parts],
             content_type="application/octet-stream",
@@ -241,10 +242,13 @@ def test_local_complete_checks_part_sizes(user: Any, local_disk: None) -> None:
     assert short.status_code == 400
     parts = put(api, upload, content)
     # ... and one already there (stored before sizes were checked at the PUT) is named at complete.
-    for part in parts_dir(upload).glob("00003.*"):
-        part.unlink()
-    digest = hashlib.md5(content[2 * PART : -1], usedforsecurity=False).hexdigest()
-    (parts_dir(upload) / f"00003.{digest}").write_bytes(content[2 * PART : -1])
+    short = content[2 * PART : -1]
+    digest = hashlib.md5(short, usedforsecurity=False).hexdigest()
+    # A part record as the local store writes one: a link naming a file of the part's bytes.
+    record = f"00003.{time.time_ns():x}.{2 * PART}.{len(short)}.{digest}..s"
+    (parts_dir(upload) / record).write_bytes(short)
+    (parts_dir(upload) / "00003").unlink()
+    (parts_dir(upload) / "00003").symlink_to(record)
     parts[2]["etag"] = digest
 
     response = api.post(f"{UPLOADS}/{upload['id']}/complete", {"parts": parts})

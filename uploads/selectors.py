@@ -260,3 +260,12 @@ def upload_progress(records: list[FileRecord]) -> dict[str, UploadProgress]:
             stalled=now - active_since > stall_after,
         )
     return result
+
+
+def upload_accepts_part(*, file_id: str, upload_id: str, part_number: int) -> bool:
+    """Whether a part link still leads to an open upload that has this part."""
+    try:
+        record = FileRecord.objects.filter(pk=file_id, upload_id=upload_id).first()
+    except (ValidationError, ValueError):
+        return False
+    return record is not None and record.is_open and 1 <= part_number <= record.total_parts

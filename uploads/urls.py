@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path
 
-from . import local_views, staff_views, views
+from . import staff_views, views
+from .storage.local import urls as local_store_urls
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("", views.home, name="home"),
@@ -13,8 +14,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("files/<str:file_id>/edit/", views.file_edit, name="file-edit"),
     path("files/<str:file_id>/parent/", views.file_set_parent, name="file-parent"),
     path("files/<str:file_id>/delete/", views.file_delete, name="file-delete"),
-    path("local/parts/<str:token>", local_views.part_upload, name="local-part"),
-    path("local/download/<str:token>", local_views.download, name="local-download"),
+    path("", include(local_store_urls)),
 ]
 
 staff_urlpatterns = [

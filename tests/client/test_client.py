@@ -193,7 +193,7 @@ def test_an_expired_url_is_signed_again(
     path, content = write_file(2 * part_size + 5, seed=7)  # 3 parts
 
     if backend == "local":
-        clock = "uploads.storage.local.time"
+        clock = "uploads.storage.local.tokens.time"
 
         def fault(request: httpx.Request, attempt: int) -> None:
             if part_number(request) == 2 and attempt == 1:

@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from django.core.files.storage import storages
 
 from tests.helpers import HttpApi
+from uploads.storage.base import MultipartUpload
+from uploads.storage.local import LocalStorageHandler
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -56,3 +59,10 @@ def download(api: HttpApi, file_id: str) -> requests.Response:
     response = api.session.get(f"{api.base_url}/v1/files/{file_id}/download", timeout=60)
     assert response.history and response.history[0].status_code == 302, response.text
     return response
+
+
+def local_parts(upload_id: str) -> list[tuple[int, str]]:
+    """(part number, ETag) of each part the local store lists for an upload."""
+    handler = LocalStorageHandler(storages["default"])
+    upload = MultipartUpload(file_id="", key="", upload_id=upload_id)
+    return [(p.part_number, p.etag) for p in handler.list_parts(upload)]

@@ -20,7 +20,7 @@ from tests.helpers import ApiClient, Store
 from uploads.models import FileRecord
 from uploads.services import cleanup
 from uploads.storage import StorageError, get_storage_handler
-from uploads.storage.local import PART_SALT
+from uploads.storage.local.tokens import PART_SALT
 
 from .support import payload
 

@@ -21,12 +21,12 @@ import pytest
 import requests
 from django.conf import settings
 
-from tests.helpers import HttpApi, assert_error
+from tests.helpers import HttpApi, assert_error, local_part_files
 from uploads.models import FileRecord
-from uploads.storage import local as local_storage_module
-from uploads.storage.local import DOWNLOAD_SALT, PART_SALT, _sign
+from uploads.storage.local import tokens as local_tokens
+from uploads.storage.local.tokens import DOWNLOAD_SALT, PART_SALT, sign
 
-from .support import KIB, MIB, md5, payload, put_parts
+from .support import KIB, MIB, local_parts, md5, payload, put_parts
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "local_disk")
 
@@ -39,8 +39,8 @@ def parts_dir(upload: dict[str, Any]) -> Path:
 
 
 def stored_files(upload: dict[str, Any]) -> list[str]:
-    """Every file in the upload's part directory, temp files included."""
-    return sorted(p.name for p in parts_dir(upload).iterdir())
+    """Part records and temp files in the upload's directory."""
+    return [p.name for p in local_part_files(parts_dir(upload))]
 
 
 def url_of(upload: dict[str, Any], part_number: int) -> str:
@@ -73,8 +73,8 @@ def test_part_put_answers_with_the_md5_etag(upload: dict[str, Any], content: byt
 
     assert response.status_code == 200, response.text
     assert response.headers["ETag"] == f'"{md5(body)}"'
-    assert stored_files(upload) == [f"00001.{md5(body)}"]
-    assert (parts_dir(upload) / f"00001.{md5(body)}").read_bytes() == body
+    assert local_parts(upload["upload_id"]) == [(1, md5(body))]
+    assert len(stored_files(upload)) == 1, "one record, no temp files"
 
 
 def test_tampered_token_is_refused(upload: dict[str, Any], content: bytes) -> None:
@@ -97,7 +97,7 @@ def test_expired_token_is_refused(
     url = url_of(upload, 1)
     # The server's clock moves past the link's expiry; nothing else changes.
     later = time.time() + int(settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION or 0) + 1
-    monkeypatch.setattr(local_storage_module, "time", SimpleNamespace(time=lambda: later))
+    monkeypatch.setattr(local_tokens, "time", SimpleNamespace(time=lambda: later))
 
     body = assert_error(HttpApi.put(url, content[:PART]), 403, "forbidden")
     assert "expired" in body["detail"]
@@ -113,23 +113,21 @@ def test_foreign_tokens_are_refused(
     other = http_api.initiate(len(content), part_size=PART)
     expires = int(time.time()) + 600
     url = url_of(upload, 1)
+    part = {"s": PART, "o": 0, "e": expires}
     foreign = [
         # Signed by us, but binding this file to another upload's id.
-        _sign({"f": upload["id"], "u": other["upload_id"], "p": 1, "e": expires}, PART_SALT),
+        sign({"f": upload["id"], "u": other["upload_id"], "p": 1, **part}, PART_SALT),
         # A part number this upload does not have.
-        _sign({"f": upload["id"], "u": upload["upload_id"], "p": 4, "e": expires}, PART_SALT),
+        sign({"f": upload["id"], "u": upload["upload_id"], "p": 4, **part}, PART_SALT),
         # A file that does not exist.
-        _sign(
-            {
-                "f": "00000000-0000-0000-0000-000000000000",
-                "u": upload["upload_id"],
-                "p": 1,
-                "e": expires,
-            },
+        sign(
+            {"f": "00000000-0000-0000-0000-000000000000", "u": upload["upload_id"], "p": 1} | part,
             PART_SALT,
         ),
+        # A token without the part's size and offset (as signed before they were bound).
+        sign({"f": upload["id"], "u": upload["upload_id"], "p": 1, "e": expires}, PART_SALT),
         # A valid token of another kind (a download link) is no part token.
-        _sign({"k": "uploads/x", "n": "x.bin", "e": expires}, DOWNLOAD_SALT),
+        sign({"k": "uploads/x", "n": "x.bin", "e": expires}, DOWNLOAD_SALT),
     ]
     for token in foreign:
         assert_error(HttpApi.put(with_token(url, token), content[:PART]), 403, "forbidden")
@@ -237,10 +235,10 @@ def test_a_64_mib_part_streams_to_disk_in_flat_memory(http_api: HttpApi, setting
     assert peak - start < budget, f"the part PUT grew memory by {(peak - start) / MIB:.1f} MiB"
     expected = body.digest.hexdigest()
     assert response.headers["ETag"] == f'"{expected}"'
-    assert stored_files(upload) == [f"00001.{expected}"]
-    assert file_md5(parts_dir(upload) / f"00001.{expected}") == expected
+    assert local_parts(upload["upload_id"]) == [(1, expected)]
+    assert file_md5(parts_dir(upload) / "object") == expected
 
-    # Combining the parts into the stored file streams too.
+    # Completing the upload streams too.
     tracemalloc.start()
     try:
         start, _ = tracemalloc.get_traced_memory()

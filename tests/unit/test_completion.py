@@ -20,6 +20,7 @@ from django.utils import timezone
 from uploads.models import FileRecord
 from uploads.services import cleanup
 from uploads.storage.local import LocalStorageHandler
+from uploads.storage.local import handler as local_handler
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_disk")]
 Status = FileRecord.Status
@@ -64,21 +65,17 @@ def complete(api: Any, body: dict[str, Any], parts: list[dict[str, Any]]) -> Any
 
 
 def test_cleanup_while_the_store_is_combining_parts(api, monkeypatch):
-    """A large file takes minutes to combine; cleanup may remove its parts meanwhile."""
-    import builtins
-
-    from uploads.storage import local
-
+    """Cleanup may remove the parts while the store makes the object whole."""
     body, _, parts = completable(api)
     opened: list[str] = []
+    real = LocalStorageHandler._place
 
-    def opening(path: Any, *args: Any, **kwargs: Any) -> Any:
-        opened.append(str(path))
-        if len(opened) == 2:  # part 1 is being copied; part 2 is next
-            assert cleanup.cleanup_expired_uploads().aborted == 1
-        return builtins.open(path, *args, **kwargs)
+    def placing(self: LocalStorageHandler, *args: Any) -> int:
+        opened.extend(["object", "parts"])
+        assert cleanup.cleanup_expired_uploads().aborted == 1
+        return real(self, *args)
 
-    monkeypatch.setattr(local, "open", opening, raising=False)
+    monkeypatch.setattr(LocalStorageHandler, "_place", placing)
     response = complete(api, body, parts)
     assert len(opened) >= 2
     assert response.status_code in (409, 503), response.content
@@ -87,18 +84,18 @@ def test_cleanup_while_the_store_is_combining_parts(api, monkeypatch):
 
 def test_cleanup_between_listing_and_combining_parts(api, monkeypatch):
     body, _, parts = completable(api)
-    real = LocalStorageHandler._part_files
+    real = local_handler._scan
 
-    calls: list[str] = []
+    calls: list[Path] = []
 
-    def part_files(self: LocalStorageHandler, upload: Any) -> Any:
-        found = real(self, upload)
-        calls.append(upload.upload_id)
-        if len(calls) == 2:  # the first listing verifies the parts; the second feeds the combine
+    def scan(directory: Path) -> Any:
+        found = real(directory)
+        calls.append(directory)
+        if len(calls) == 2:  # the first listing verifies the parts; the second feeds complete
             assert cleanup.cleanup_expired_uploads().aborted == 1
         return found
 
-    monkeypatch.setattr(LocalStorageHandler, "_part_files", part_files)
+    monkeypatch.setattr(local_handler, "_scan", scan)
     response = complete(api, body, parts)
     assert response.status_code in (409, 503), response.content
     assert_aborted_with_nothing_stored(body)
@@ -112,15 +109,15 @@ def test_parts_vanishing_under_an_abort_are_not_a_mismatch(api, monkeypatch, end
     says the upload ended, so the answer is 409, not parts_mismatch.
     """
     body, _, parts = completable(api)
-    real = LocalStorageHandler._part_files
+    real = local_handler._scan
 
-    def part_files(self: LocalStorageHandler, upload: Any) -> Any:
-        found = real(self, upload)
+    def scan(directory: Path) -> Any:
+        found = real(directory)
         path = f"/v1/files/{'' if ending == 'delete' else 'uploads/'}{body['id']}"
         assert api.delete(path).status_code == 204
         return dict(list(found.items())[:1])  # the rest were removed while listing
 
-    monkeypatch.setattr(LocalStorageHandler, "_part_files", part_files)
+    monkeypatch.setattr(local_handler, "_scan", scan)
     response = complete(api, body, parts)
     assert response.status_code == 409, response.content
     assert ("deleted" if ending == "delete" else "aborted") in response.json()["detail"]
@@ -129,19 +126,19 @@ def test_parts_vanishing_under_an_abort_are_not_a_mismatch(api, monkeypatch, end
 
 
 def test_parts_removed_between_listing_and_reading_their_sizes(api, monkeypatch):
-    """An abort removes the part files after the directory was listed, before each is read."""
+    """An abort removes the part records after the directory was listed, before each is read."""
     body, _, parts = completable(api)
-    real = os.scandir
+    real = os.listdir
 
-    def scandir(path: Any) -> Any:
+    def listdir(path: Any = ".") -> Any:
         # rmtree lists directories by file descriptor: only the part listing triggers the abort.
         if not isinstance(path, str | os.PathLike) or Path(path).name != body["upload_id"]:
             return real(path)
-        entries = list(real(path))
+        entries = real(path)
         assert api.delete(f"/v1/files/uploads/{body['id']}").status_code == 204
-        return iter(entries)
+        return entries
 
-    monkeypatch.setattr("uploads.storage.local.os.scandir", scandir)
+    monkeypatch.setattr("uploads.storage.local.handler.os.listdir", listdir)
     response = complete(api, body, parts)
     assert response.status_code == 409, response.content
     assert "aborted" in response.json()["detail"]
@@ -154,22 +151,19 @@ def test_parts_removed_between_listing_and_reading_their_sizes(api, monkeypatch)
 
 
 def test_a_second_complete_while_the_first_removes_the_parts(api, user, monkeypatch):
-    import shutil as real_shutil
-    from types import SimpleNamespace
-
-    from uploads.storage import local
 
     body, content, parts = completable(api)
     second: list[Any] = []
+    real = LocalStorageHandler._discard
 
-    def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
-        files = sorted(Path(path).iterdir()) if Path(path).is_dir() else []
+    def discard(directory: Path) -> None:
+        files = sorted(directory.iterdir()) if directory.is_dir() else []
         if files and not second:
             files[0].unlink()  # the first complete's cleanup of its parts is under way
             second.append(complete(api, body, parts))
-        real_shutil.rmtree(path, *args, **kwargs)
+        real(directory)
 
-    monkeypatch.setattr(local, "shutil", SimpleNamespace(rmtree=rmtree))
+    monkeypatch.setattr(LocalStorageHandler, "_discard", staticmethod(discard))
     first = complete(api, body, parts)
 
     current = FileRecord.objects.get(pk=body["id"])
@@ -182,20 +176,17 @@ def test_a_second_complete_while_the_first_removes_the_parts(api, user, monkeypa
 
 
 def test_a_second_complete_while_the_first_writes_the_object(api, monkeypatch):
-    import builtins
-
-    from uploads.storage import local
-
     body, content, parts = completable(api)
     second: list[Any] = []
+    real = LocalStorageHandler._place
 
-    def opening(path: Any, *args: Any, **kwargs: Any) -> Any:
+    def placing(self: LocalStorageHandler, *args: Any) -> int:
         if not second:
-            second.append(None)  # the first complete has begun copying parts into the object
+            second.append(None)  # the first complete is making the object whole
             second[0] = complete(api, body, parts)
-        return builtins.open(path, *args, **kwargs)
+        return real(self, *args)
 
-    monkeypatch.setattr(local, "open", opening, raising=False)
+    monkeypatch.setattr(LocalStorageHandler, "_place", placing)
     first = complete(api, body, parts)
 
     assert first.status_code == 200, first.content
@@ -211,15 +202,11 @@ def test_a_second_complete_must_not_delete_the_first_ones_object(user, monkeypat
     too, and if it reaches the store, starts writing its own copy under another name; A removes
     the parts and marks the file completed; B's next part read fails. B must neither delete
     A's object nor answer anything but 200 or 409 (refusing B before the store is fine)."""
-    import builtins
-    import shutil as real_shutil
     import threading
-    from types import SimpleNamespace
 
     from django.db import connections
 
     from tests.helpers import ApiClient
-    from uploads.storage import local
 
     body, content, parts = completable(ApiClient(user))
     a_saved, a_done = threading.Event(), threading.Event()
@@ -227,18 +214,22 @@ def test_a_second_complete_must_not_delete_the_first_ones_object(user, monkeypat
     b_writing, b_done, b_moved = threading.Event(), threading.Event(), threading.Event()
     responses: dict[str, Any] = {}
 
-    def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+    real_discard = LocalStorageHandler._discard
+
+    def discard(directory: Path) -> None:
         if threading.current_thread().name == "A" and not a_saved.is_set():
             a_saved.set()
             assert b_moved.wait(10)
-        real_shutil.rmtree(path, *args, **kwargs)
+        real_discard(directory)
 
-    def opening(path: Any, *args: Any, **kwargs: Any) -> Any:
+    real_place = LocalStorageHandler._place
+
+    def placing(self: LocalStorageHandler, *args: Any) -> int:
         if threading.current_thread().name == "B" and not b_writing.is_set():
             b_writing.set()
             b_moved.set()
             assert a_done.wait(10)
-        return builtins.open(path, *args, **kwargs)
+        return real_place(self, *args)
 
     def run(name: str) -> None:
         try:
@@ -252,8 +243,8 @@ def test_a_second_complete_must_not_delete_the_first_ones_object(user, monkeypat
                 event.set()
             connections.close_all()
 
-    monkeypatch.setattr(local, "shutil", SimpleNamespace(rmtree=rmtree))
-    monkeypatch.setattr(local, "open", opening, raising=False)
+    monkeypatch.setattr(LocalStorageHandler, "_discard", staticmethod(discard))
+    monkeypatch.setattr(LocalStorageHandler, "_place", placing)
     threads = [threading.Thread(target=run, args=(name,), name=name) for name in "AB"]
     for thread in threads:
         thread.start()

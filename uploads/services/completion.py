@@ -59,9 +59,6 @@ Status = FileRecord.Status
 
 # Bytes read from a completed file to find its real type.
 SNIFF_BYTES = 8192
-# A completion claim older than this is taken to be from a crashed process. S3 may take
-# minutes to complete a 10,000-part upload; a local combine of 50 GB takes a few too.
-COMPLETING_TIMEOUT = timedelta(minutes=15)
 
 
 # --- Complete ------------------------------------------------------------------------------
@@ -117,9 +114,10 @@ def upload_complete(
             return _repeat_completion(record, parts)
         require_open(record, "completed")
         ordered = _check_part_list(record, parts)
-        claim = _claim_completion(record)
+        handler = get_storage_handler()
+        claim = _claim_completion(record, handler.completion_timeout)
     try:
-        return _complete_claimed(user, record, ordered)
+        return _complete_claimed(user, record, handler, ordered)
     finally:
         # Whatever happened, the claim ends with this request (completion clears it too).
         FileRecord.objects.filter(pk=record.pk, completing_since=claim).update(
@@ -127,14 +125,14 @@ def upload_complete(
         )
 
 
-def _claim_completion(record: FileRecord) -> Any:
+def _claim_completion(record: FileRecord, timeout: timedelta) -> Any:
     """Mark the row as being completed, so a second complete answers 409 instead of racing.
 
     The claim is a timestamp, not a held lock: no lock spans the store's calls, and a claim
-    left by a crashed process lapses after COMPLETING_TIMEOUT.
+    left by a crashed process lapses after the store's completion timeout.
     """
     now = timezone.now()
-    if record.completing_since and now - record.completing_since < COMPLETING_TIMEOUT:
+    if record.completing_since and now - record.completing_since < timeout:
         raise InvalidTransition(
             "This upload is being completed by another request; try again shortly.",
             {"upload_status": record.upload_status},
@@ -144,8 +142,9 @@ def _claim_completion(record: FileRecord) -> Any:
     return now
 
 
-def _complete_claimed(user: User, record: FileRecord, ordered: list[CompletedPart]) -> FileRecord:
-    handler = get_storage_handler()
+def _complete_claimed(
+    user: User, record: FileRecord, handler: StorageHandler, ordered: list[CompletedPart]
+) -> FileRecord:
     upload = multipart(record)
     try:
         stored = handler.list_parts(upload)

@@ -206,7 +206,12 @@ def _presign(
     if not numbers:
         return []
     expires_in = settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION
-    parts = [PartToSign(n, record.expected_part_size(n), checksums.get(n, "")) for n in numbers]
+    parts = [
+        PartToSign(
+            n, record.expected_part_size(n), checksums.get(n, ""), (n - 1) * record.part_size
+        )
+        for n in numbers
+    ]
     try:
         targets = handler.presign_parts(multipart(record), parts, expires_in=expires_in)
     except StorageError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 KIB = 1024
@@ -92,6 +92,8 @@ class PartToSign:
     size: int
     # Base64 digest when the upload has a checksum algorithm.
     checksum: str = ""
+    # Where the part's bytes start in the object (a store that writes them in place needs it).
+    offset: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +145,10 @@ def normalize_etag(etag: str) -> str:
 
 
 class StorageHandler(Protocol):
+    # The longest one complete may take in this store: a completion claim older than this was
+    # left by a process that died, and another request may complete the upload.
+    completion_timeout: timedelta
+
     def initiate(
         self, *, file_id: str, key: str, content_type: str, checksum_algorithm: str = ""
     ) -> MultipartUpload: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.config import Config
@@ -138,6 +138,9 @@ def _completion_client(storage: S3Storage) -> Any:
 
 
 class S3StorageHandler:
+    # S3 may take minutes to complete a 10,000-part upload.
+    completion_timeout = timedelta(minutes=15)
+
     def __init__(self, storage: S3Storage) -> None:
         self.storage = storage
         # The client carries endpoint, credentials, region and signature settings from STORAGES.
