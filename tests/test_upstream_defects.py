@@ -289,7 +289,7 @@ def test_part_size_is_checked(user: Any, local_disk: None, settings: Any) -> Non
     too_short = api.put_part(upload["presigned_urls"][0]["url"], content[: PART - 1])
     assert too_short.status_code == 400
     assert too_short.json()["detail"] == (
-        "Part 1 must be exactly 1.0 KB (1,024 bytes); this request sends 1,023 bytes. "
+        "Part 1 must be exactly 1.0 KiB (1,024 bytes); this request sends 1,023 bytes. "
         "Nothing was stored."
     )
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from django.template.defaultfilters import filesizeformat
+from uploads.units import format_bytes
 
 
 def size_text(size: int) -> str:
-    """A byte count as people read it, with the exact figure: "8.0 MB (8,388,608 bytes)"."""
+    """A byte count in the units every surface shows, with the exact figure:
+    "8.0 MiB (8,388,608 bytes)"."""
     if size < 1024:
         return f"{size:,} byte{'' if size == 1 else 's'}"
-    return f"{filesizeformat(size)} ({size:,} bytes)".replace("\xa0", " ")
+    return f"{format_bytes(size)} ({size:,} bytes)"
 
 
 def error_body(detail: str, code: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:

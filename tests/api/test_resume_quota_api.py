@@ -54,9 +54,11 @@ def test_quota_counts_unfinished_uploads(api, settings):
 
 
 def test_types_are_checked_at_initiate_and_against_the_stored_bytes(api, settings):
-    settings.ALLOWED_FILE_TYPES = ["image/*"]
+    settings.ALLOWED_FILE_TYPES = ["image/*", "application/pdf"]
     refused = api.post("/v1/files/uploads", {"file_name": "b.exe", "file_size": 10})
     assert refused.status_code == 415, refused.content
+    # The refusal names what is accepted.
+    assert refused.json()["detail"].endswith("Accepted types: image/*, application/pdf.")
 
     exe = b"MZ" + b"\x90" * 2000  # a Windows executable's first bytes
     init = api.post(

@@ -155,8 +155,12 @@ def test_initiate_over_max_file_size_is_too_large(api, settings):
 
 def test_initiate_max_file_size_follows_the_setting(api, settings):
     settings.MAX_FILE_UPLOAD_SIZE = 10 * KIB
-    assert_error(
+    body = assert_error(
         api.post(UPLOADS, {"file_name": "a.bin", "file_size": 10 * KIB + 1}), 413, "too_large"
+    )
+    # In the units the portal and CLI show sizes in, with the exact figure.
+    assert body["detail"] == (
+        "The file is 10.0 KiB (10,241 bytes); the largest allowed is 10.0 KiB (10,240 bytes)."
     )
     assert initiate(api, 10 * KIB)["file_size"] == 10 * KIB
 

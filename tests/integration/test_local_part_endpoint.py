@@ -296,5 +296,5 @@ def test_a_wrong_length_is_refused_before_the_body_is_read(
             body += conn.recv(65536)
 
     assert head.startswith(f"HTTP/1.1 {status}".encode()), head
-    assert b"must be exactly 4.0 KB (4,096 bytes)" in body
+    assert b"must be exactly 4.0 KiB (4,096 bytes)" in body
     assert stored_files(upload) == []

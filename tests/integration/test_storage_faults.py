@@ -388,6 +388,6 @@ def test_parts_the_store_will_never_assemble_end_the_upload_failed(
     record = FileRecord.objects.get(pk=upload["id"])
     assert record.upload_status == Status.FAILED
     assert body["detail"] == record.failure_reason
-    assert "5 MiB" in record.failure_reason and "1.0 KB (1,024 bytes)" in record.failure_reason
+    assert "5 MiB" in record.failure_reason and "1.0 KiB (1,024 bytes)" in record.failure_reason
     assert not store.upload_alive(upload["upload_id"])
     assert store.object_bytes(record.storage_key) is None

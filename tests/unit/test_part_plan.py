@@ -40,7 +40,7 @@ def test_part_below_min_refused_when_more_than_one_part():
     with pytest.raises(InvalidInput) as info:
         plan_parts(file_size=5 * MIB, part_size=5 * MIB - 1)
     assert info.value.extra == {"field": "part_size"}
-    assert str(5 * MIB) in info.value.message
+    assert "5.0 MiB (5,242,880 bytes)" in info.value.message
 
 
 def test_part_below_min_allowed_for_a_single_part():

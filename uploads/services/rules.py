@@ -20,6 +20,7 @@ from uploads.errors import (
     InvalidInput,
     UnsupportedFileType,
     UploadTooLarge,
+    size_text,
 )
 from uploads.storage.base import (
     CHECKSUM_DIGEST_SIZES,
@@ -70,7 +71,7 @@ def plan_parts(
     limit = min(settings.MAX_FILE_UPLOAD_SIZE, S3_MAX_OBJECT_SIZE)
     if size > limit:
         raise UploadTooLarge(
-            f"The file is {size} bytes; the largest allowed is {limit} bytes.",
+            f"The file is {size_text(size)}; the largest allowed is {size_text(limit)}.",
             {"max_file_size": limit},
         )
     chosen = default_part_size(size) if part_size is None else strict_int(part_size, "part_size")
@@ -78,7 +79,7 @@ def plan_parts(
         raise InvalidInput("part_size must be positive.", {"field": "part_size"})
     if chosen > S3_MAX_PART_SIZE:
         raise InvalidInput(
-            f"part_size may be at most {S3_MAX_PART_SIZE} bytes (5 GiB).", {"field": "part_size"}
+            f"part_size may be at most {size_text(S3_MAX_PART_SIZE)}.", {"field": "part_size"}
         )
     count = max(1, math.ceil(size / chosen))
     if num_parts is not None:
@@ -88,7 +89,7 @@ def plan_parts(
         fits = (count - 1) * chosen < size <= count * chosen or (size == 0 and count == 1)
         if not fits:
             raise InvalidInput(
-                f"{count} parts of {chosen} bytes cannot hold exactly {size} bytes.",
+                f"{count} parts of {size_text(chosen)} cannot hold exactly {size_text(size)}.",
                 {"field": "num_parts"},
             )
     if count > S3_MAX_PARTS:
@@ -99,7 +100,7 @@ def plan_parts(
         )
     if count > 1 and chosen < settings.UPLOADS_MIN_PART_SIZE:
         raise InvalidInput(
-            f"part_size must be at least {settings.UPLOADS_MIN_PART_SIZE} bytes "
+            f"part_size must be at least {size_text(settings.UPLOADS_MIN_PART_SIZE)} "
             "when the file has more than one part.",
             {"field": "part_size"},
         )
@@ -218,5 +219,6 @@ def check_type_allowed(content_type: str) -> None:
     if content_type in allowed or f"{major}/*" in allowed:
         return
     raise UnsupportedFileType(
-        f"Files of type {content_type} are not accepted.", {"allowed": allowed}
+        f"Files of type {content_type} are not accepted. Accepted types: {', '.join(allowed)}.",
+        {"allowed": allowed},
     )
