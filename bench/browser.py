@@ -19,7 +19,10 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from bench.client import _key, _random_file, serve_app
 from bench.common import MIB, Row, moto_s3, run_alone
@@ -31,36 +34,48 @@ PASSWORD = "bench-browser-pass"
 LAST_UPLOAD = "() => window.directUploads.uploads.at(-1)"
 
 
-def run(quick: bool = False) -> list[Row]:
+@contextmanager
+def signed_in_page(username: str, timeout_ms: int) -> Iterator[tuple[Any, str, str]]:
+    """A Chromium page signed in as a new user `username` to the app, served over HTTP on a moto
+    S3 whose bucket admits the page's origin; yields the page, the app's URL and a work folder."""
     from django.contrib.auth import get_user_model
-    from django.core.files.storage import default_storage
     from django.core.management import call_command
-    from django.test import override_settings
     from playwright.sync_api import sync_playwright
+
+    get_user_model().objects.create_user(username, password=PASSWORD)
+    with (
+        tempfile.TemporaryDirectory(prefix=f"direct-uploads-{username}-") as workdir,
+        moto_s3(),
+        serve_app(static=True) as server,
+        sync_playwright() as playwright,
+    ):
+        # The bucket's CORS rule must name the page's exact origin, as in production.
+        call_command("setup_bucket", "--origin", server, verbosity=0)
+        browser = playwright.chromium.launch(executable_path=system_chromium(), args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.set_default_timeout(timeout_ms)
+        page.goto(f"{server}/accounts/login/")
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda url: "/accounts/login/" not in url)
+        try:
+            yield page, server, workdir
+        finally:
+            browser.close()
+
+
+def run(quick: bool = False) -> list[Row]:
+    from django.core.files.storage import default_storage
+    from django.test import override_settings
 
     # Playwright's sync API runs an event loop in this thread; the ORM calls here are sync.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     size = 16 * MIB if smoke() else 64 * MIB if quick else 256 * MIB
     repeat = 1 if smoke() else 2 if quick else 3
-    get_user_model().objects.create_user("bench-browser", password=PASSWORD)
     seconds: dict[bool, list[float]] = {True: [], False: []}
-    with (
-        tempfile.TemporaryDirectory(prefix="direct-uploads-bench-browser-") as workdir,
-        moto_s3(),
-        serve_app(static=True) as server,
-        sync_playwright() as playwright,
-    ):
+    with signed_in_page("bench-browser", timeout_ms=120_000) as (page, server, workdir):
         source = _random_file(workdir, size)
-        # The bucket's CORS rule must name the page's exact origin, as in production.
-        call_command("setup_bucket", "--origin", server, verbosity=0)
-        browser = playwright.chromium.launch(executable_path=system_chromium(), args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.set_default_timeout(120_000)
-        page.goto(f"{server}/accounts/login/")
-        page.get_by_label("Username").fill("bench-browser")
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(lambda url: "/accounts/login/" not in url)
         # Untimed, both ways: the first uploads pay one-time costs (imports, connections,
         # botocore's checksum support) that would fall on whichever mode went first.
         warm_up = Path(workdir) / "warm-up.bin"
@@ -75,7 +90,6 @@ def run(quick: bool = False) -> list[Row]:
                 with override_settings(UPLOADS_BROWSER_CHECKSUMS=checksums):
                     seconds[checksums].append(_upload_once(page, server, source, checksums))
                 default_storage.delete(_key(page.evaluate(f"({LAST_UPLOAD})().record.id")))
-        browser.close()
     mb = size / 1e6
     with_sums, without = mb / min(seconds[True]), mb / min(seconds[False])
     medians = [mb / statistics.median(seconds[mode]) for mode in (True, False)]

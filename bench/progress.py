@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.client import _key, _random_file, serve_app
-from bench.common import MIB, Row, moto_s3, run_alone
+from bench.browser import signed_in_page
+from bench.client import _key, _random_file
+from bench.common import MIB, Row, run_alone
 from bench.harness import smoke
-from e2e.chromium import CHROMIUM_ARGS, system_chromium
 
 GOAL_MAIN_THREAD = 1.2  # the page's main-thread time, at most this many times the bare uploader's
 GOAL_THROUGHPUT = 0.95  # its throughput, at least this share of the bare uploader's
-PASSWORD = "bench-progress-pass"
 
 # The bare uploader: the page's own modules and settings, no rows.
 START_BARE = """async () => {
@@ -43,33 +41,14 @@ LAST = {"page": "window.directUploads.uploads.at(-1)", "bare": "window.bare"}
 
 
 def run(quick: bool = False) -> list[Row]:
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from playwright.sync_api import sync_playwright
-
     # Playwright's sync API runs an event loop in this thread; the ORM calls here are sync.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     size = 16 * MIB if smoke() else 64 * MIB if quick else 192 * MIB
     repeat = 1 if smoke() else 2 if quick else 3
-    get_user_model().objects.create_user("bench-progress", password=PASSWORD)
     busy: dict[str, list[float]] = {"page": [], "bare": []}
     seconds: dict[str, list[float]] = {"page": [], "bare": []}
-    with (
-        tempfile.TemporaryDirectory(prefix="direct-uploads-bench-progress-") as workdir,
-        moto_s3(),
-        serve_app(static=True) as server,
-        sync_playwright() as playwright,
-    ):
+    with signed_in_page("bench-progress", timeout_ms=180_000) as (page, server, workdir):
         source = _random_file(workdir, size)
-        call_command("setup_bucket", "--origin", server, verbosity=0)
-        browser = playwright.chromium.launch(executable_path=system_chromium(), args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.set_default_timeout(180_000)
-        page.goto(f"{server}/accounts/login/")
-        page.get_by_label("Username").fill("bench-progress")
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(lambda url: "/accounts/login/" not in url)
         cdp = page.context.new_cdp_session(page)
         cdp.send("Performance.enable")
         warm_up = Path(workdir) / "warm-up.bin"
@@ -81,7 +60,6 @@ def run(quick: bool = False) -> list[Row]:
                 took, main_thread = _upload_once(page, cdp, server, source, way)
                 seconds[way].append(took)
                 busy[way].append(main_thread)
-        browser.close()
     mb = size / 1e6
     main = {way: statistics.median(values) * 1000 for way, values in busy.items()}
     speed = {way: mb / statistics.median(values) for way, values in seconds.items()}
