@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django_q.tasks import async_task
 from playwright.sync_api import Page, expect
 from pytest_django.live_server_helper import LiveServer
 
@@ -41,6 +42,10 @@ def test_no_page_scrolls_sideways_on_a_phone(
         upload_status=FileRecord.Status.UPLOADING,
         completed_at=None,
     )
+    gone = FileRecordFactory(created_by=user, name="Gone", file_name="gone.txt")
+    FileRecord.objects.filter(pk=gone.pk).update(deleted_at=gone.created)
+    # The staff page with a cleanup run in its table.
+    async_task("uploads.tasks.cleanup_all", task_name=f"cleanup by {user.get_username()}")
     pages = {
         "home": "/",
         "upload": "/upload/",
@@ -48,11 +53,20 @@ def test_no_page_scrolls_sideways_on_a_phone(
         "detail": f"/files/{record.pk}/",
         "staff": "/staff/",
         "not found": "/files/00000000-0000-0000-0000-000000000000/",
+        "deleted": f"/files/{gone.pk}/",
     }
     wide = {}
     for name, path in pages.items():
         page.goto(live_server.url + path)
         wide[name] = overflow(page)
+    # The staff page's bulk confirmation, listing the long names.
+    page.goto(f"{live_server.url}/staff/?status=all")
+    expect(page.get_by_test_id("cleanup-run")).to_have_count(1)
+    for box in page.locator("input[name=ids]").all():
+        box.check()
+    page.get_by_test_id("bulk-delete").click()
+    expect(page.get_by_test_id("bulk-files").locator("li")).to_have_count(2)
+    wide["staff bulk confirmation"] = overflow(page)
     # The upload page with a row in it, as it is while a file goes up.
     page.goto(f"{live_server.url}/upload/")
     page.wait_for_function("() => window.directUploads !== undefined")

@@ -1082,8 +1082,17 @@ def test_file_page_edit_parent_and_delete(
     expect(page).to_have_url(f"{live_server.url}/files/")
     expect(page.get_by_test_id("empty")).to_be_visible()
     assert confirms == ["Delete “Final report”? This cannot be undone."]
+    expect(page.get_by_test_id("message")).to_have_text("“Final report” deleted.")
     # Hidden from its owner at once; the bytes wait for the purge.
     assert not FileRecord.objects.visible().filter(pk=completed_file.pk).exists()
+
+    # Back to the file's page: the styled page, with the menu, says the file is gone.
+    page.go_back()
+    expect(page).to_have_url(f"{live_server.url}/files/{completed_file.pk}/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
+    expect(page.get_by_test_id("error")).to_contain_text("“Final report” was deleted.")
+    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+    expect(page.get_by_test_id("delete")).to_have_count(0)
 
 
 # --- 7. a hostile file name stays text ---------------------------------------------------------

@@ -63,12 +63,36 @@ def test_staff_dashboard_totals_filters_bulk_abort_and_cleanup(
     expect(rows).to_have_count(2)
     expect(page.get_by_test_id("progress").first).to_contain_text("0 / 3 parts")
 
+    # The actions column is a real table column: each row's cell sits inside its row.
+    for row in rows.all():
+        cell = row.locator("td").last
+        assert cell.evaluate("td => getComputedStyle(td).display") == "table-cell"
+        row_box, cell_box = row.bounding_box(), cell.bounding_box()
+        assert row_box and cell_box
+        assert row_box["y"] <= cell_box["y"] and cell_box["height"] <= row_box["height"] + 1
+    expect(rows.first.get_by_role("button", name="Abort")).to_be_visible()
+
+    # With nothing ticked the bulk buttons cannot be used.
+    expect(page.get_by_test_id("bulk-abort")).to_be_disabled()
+    expect(page.get_by_test_id("bulk-delete")).to_be_disabled()
+    first = page.locator(f'tr[data-file-id="{open_ids[0]}"] input[name="ids"]')
+    first.check()
+    expect(page.get_by_test_id("bulk-abort")).to_be_enabled()
+    first.uncheck()
+    expect(page.get_by_test_id("bulk-abort")).to_be_disabled()
+
     for file_id in open_ids:
         page.locator(f'tr[data-file-id="{file_id}"] input[name="ids"]').check()
     page.get_by_test_id("bulk-abort").click()
     expect(page.get_by_test_id("bulk-confirm")).to_contain_text("Abort 2 files?")
+    # The confirmation names the files it acts on.
+    expect(page.get_by_test_id("bulk-files").locator("li")).to_have_count(2)
+    expect(page.get_by_test_id("bulk-files")).to_contain_text("big-one.bin")
+    expect(page.get_by_test_id("bulk-files")).to_contain_text("big-two.bin")
     page.get_by_test_id("bulk-confirm-yes").click()
     expect(page.get_by_test_id("notice")).to_contain_text("2 files aborted")
+    # The table came back with nothing ticked: the buttons are off again.
+    expect(page.get_by_test_id("bulk-abort")).to_be_disabled()
     statuses = dict(FileRecord.objects.values_list("file_name", "upload_status"))
     assert statuses == {
         "report.pdf": "completed",

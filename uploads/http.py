@@ -8,6 +8,8 @@ from django_htmx.middleware import HtmxDetails
 
 from .errors import UploadError
 
+TITLES = {403: "Not allowed", 404: "Not found"}
+
 
 class HtmxHttpRequest(HttpRequest):
     """A request that went through django_htmx's HtmxMiddleware (every portal request)."""
@@ -16,8 +18,11 @@ class HtmxHttpRequest(HttpRequest):
 
 
 def render_error(request: HtmxHttpRequest, exc: UploadError) -> HttpResponse:
-    """A domain error as the portal's error page or fragment; called by
-    uploads.middleware.PortalErrorMiddleware for whatever a view raises."""
-    # htmx 2 does not swap 4xx answers, so fragments report errors with 200.
-    status = 200 if request.htmx else exc.http_status
-    return render(request, "uploads/_error.html", {"error": exc}, status=status)
+    """A domain error as the portal's styled page (layout and menu) or, for htmx, a fragment;
+    called by uploads.middleware.PortalErrorMiddleware for whatever a view raises."""
+    if request.htmx:
+        # htmx 2 does not swap 4xx answers, so fragments report errors with 200.
+        return render(request, "uploads/_error.html", {"error": exc})
+    title = TITLES.get(exc.http_status, "Cannot do that")
+    context = {"error": exc, "title": title}
+    return render(request, "uploads/error_page.html", context, status=exc.http_status)

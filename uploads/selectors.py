@@ -40,6 +40,14 @@ def file_get_for_user(*, user: AbstractBaseUser | AnonymousUser, file_id: UUID |
     try:
         return FileRecord.objects.visible_to(user).get(pk=file_id)
     except (FileRecord.DoesNotExist, ValidationError, ValueError) as exc:
+        # The owner may come back to a file they deleted (Back, a bookmark): say it is gone.
+        # Anyone else learns nothing, not even that the id exists.
+        gone = None
+        if isinstance(exc, FileRecord.DoesNotExist):
+            own = FileRecord.objects.visible_to(user, staff_ok=False, deleted_ok=True)
+            gone = own.deleted().filter(pk=file_id).first()
+        if gone is not None:
+            raise UploadNotFound(f"“{gone.name or gone.file_name}” was deleted.") from exc
         raise UploadNotFound() from exc
 
 

@@ -39,6 +39,13 @@ PAGE_SIZE = 50
 CHART_WIDTH, CHART_HEIGHT = 600, 120
 BULK_LIMIT = 500
 CLEANUP_TASK = "uploads.tasks.cleanup_all"
+STEP_LABELS = {
+    "cleanup_expired_uploads": "Expired uploads",
+    "cleanup_failed_uploads": "Failed uploads",
+    "purge_deleted_files": "Purge deleted files",
+    "reconcile_storage": "Reconcile the store",
+}
+COUNTS = ("aborted", "deleted", "errors")
 # Each row and bulk action, with the service that does it and the word the notice uses.
 ACTIONS: dict[str, tuple[Callable[..., Any], str]] = {
     "abort": (upload_abort, "aborted"),
@@ -113,10 +120,32 @@ def _chart(per_day: list[tuple[Any, int]]) -> dict[str, Any]:
     return {"bars": bars, "width": CHART_WIDTH, "height": CHART_HEIGHT, "max": top}
 
 
+def _run_summary(task: Task) -> dict[str, Any]:
+    """One cleanup run as the dashboard shows it: what ran, when, how long, and its counts.
+
+    A step returns its counts; "run cleanup now" returns them per step, which are added up.
+    """
+    step = task.func.rsplit(".", 1)[-1]
+    # Scheduled runs get random task names; the step says what ran. A run started from the
+    # dashboard is named after who started it.
+    label = task.name if task.func == CLEANUP_TASK else STEP_LABELS.get(step, step)
+    result = task.result if task.success and isinstance(task.result, dict) else {}
+    steps = [counts for counts in result.values() if isinstance(counts, dict)] or [result]
+    totals = {key: sum(int(counts.get(key, 0)) for counts in steps) for key in COUNTS}
+    return {
+        "label": label,
+        "started": task.started,
+        "took": task.time_taken(),
+        "success": task.success,
+        **totals,
+    }
+
+
 def _cleanup_context() -> dict[str, Any]:
     names = [spec["name"] for spec in SCHEDULES]
+    runs = Task.objects.filter(func__startswith="uploads.tasks.").order_by("-stopped")[:8]
     return {
-        "runs": Task.objects.filter(func__startswith="uploads.tasks.").order_by("-stopped")[:8],
+        "runs": [_run_summary(run) for run in runs],
         "schedules": Schedule.objects.filter(name__in=names).order_by("next_run"),
     }
 
@@ -189,8 +218,11 @@ def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
     ids = list(dict.fromkeys(request.POST.getlist("ids")))[:BULK_LIMIT]
     if action not in ACTIONS or not ids:
-        return _after_action(request, action, 0, ["Select at least one file and an action."])
+        # Nothing was tried, so nothing is counted: the notice only says what to do.
+        return _after_action(request, action, None, ["Select at least one file and an action."])
     if request.POST.get("confirm") != "yes":
+        # Deleted files too: restore and purge act on them.
+        records = FileRecord.objects.filter(pk__in=_file_ids(ids)).select_related("created_by")
         return render(
             request,
             "uploads/staff/_bulk_confirm.html",
@@ -198,6 +230,7 @@ def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
                 "action": action,
                 "ids": ids,
                 "count": len(ids),
+                "files": records.order_by("file_name"),
                 "query": request.POST.get("query", ""),
             },
         )
@@ -206,7 +239,7 @@ def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def _after_action(
-    request: HtmxHttpRequest, action: str, done: int, refused: list[str]
+    request: HtmxHttpRequest, action: str, done: int | None, refused: list[str]
 ) -> HttpResponse:
     verb = ACTIONS[action][1] if action in ACTIONS else "changed"
     notice = {"done": done, "verb": verb, "refused": refused}
@@ -232,5 +265,10 @@ def cleanup_run(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 def cleanup_status(request: HtmxHttpRequest, task_id: str) -> HttpResponse:
     task = Task.objects.filter(id=task_id).first()
-    context = {"task_id": task_id, "task": task, **(_cleanup_context() if task else {})}
+    context = {
+        "task_id": task_id,
+        "task": task,
+        "run": _run_summary(task) if task else None,
+        **(_cleanup_context() if task else {}),
+    }
     return render(request, "uploads/staff/_cleanup_status.html", context)

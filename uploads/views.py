@@ -10,12 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.forms import Form
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -99,6 +101,7 @@ def _submit(form: Form, service: Callable[..., FileRecord], **kwargs: Any) -> Fi
 
 @login_required
 @require_GET
+@never_cache  # Back after a delete asks again, and hears the file is gone
 def file_detail(request: HtmxHttpRequest, file_id: str) -> HttpResponse:
     record = selectors.file_get_for_user(user=request.user, file_id=file_id)
     return render(request, "uploads/file_detail.html", _detail_context(request, record))
@@ -146,6 +149,7 @@ def file_delete(request: HtmxHttpRequest, file_id: str) -> HttpResponse:
     if request.method == "GET":
         return render(request, "uploads/file_confirm_delete.html", {"file": record})
     files.file_delete(user=request.user, file_id=file_id)
+    messages.success(request, f"“{record.name or record.file_name}” deleted.")
     if request.htmx:
         return HttpResponseClientRedirect(reverse("file-list"))
     return redirect("file-list")

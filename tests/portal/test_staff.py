@@ -20,6 +20,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import Task
+from django_q.tasks import async_task
 
 from tests.factories import FileRecordFactory
 from tests.helpers import ApiClient, pin_local_disk
@@ -398,6 +399,14 @@ def test_bulk_abort_needs_confirmation_and_touches_only_the_selected(staff, user
     html = ask.content.decode()
     assert 'data-testid="bulk-confirm"' in html and "Abort 2 files?" in html
     assert all(f'name="ids" value="{i}"' in html for i in ids)
+    # The confirmation names the files it acts on, with their sizes and owners.
+    listed = re.search(r'data-testid="bulk-files">(.*?)</ul>', html, re.S)
+    assert listed, html
+    assert listed.group(1).count("<li>") == 2
+    for record in picked:
+        assert record.name in listed.group(1)
+    assert "400 bytes" in listed.group(1) and "alice" in listed.group(1)
+    assert left.name not in listed.group(1)
     assert {status_of(r) for r in [*picked, left]} == {Status.UPLOADING}
 
     done = staff.post(
@@ -442,7 +451,19 @@ def test_bulk_without_selection_or_action_says_so(staff, user):
         response = staff.post("/staff/bulk/", data, **HX)
         assert response.status_code == 200
         assert "Select at least one file and an action." in response.content.decode()
+        # Nothing was tried: no "0 files aborted."
+        assert "0 files" not in response.content.decode()
     assert status_of(target) == Status.UPLOADING
+
+
+def test_bulk_buttons_are_marked_for_the_selection_script(staff, user):
+    in_flight(user)
+    html = staff.get("/staff/").content.decode()
+    assert html.count("data-bulk>") == 2 and html.count("data-bulk-pick") == 1
+    # A file of its own: the page's CSP allows no inline script.
+    assert '<script src="/static/uploads/staff.js" defer></script>' in html
+    deleted = staff.get("/staff/?deleted=on").content.decode()
+    assert 'data-testid="bulk-restore" data-bulk>' in deleted
 
 
 def test_abort_of_a_completed_file_is_refused_per_row(staff, user):
@@ -639,12 +660,44 @@ def test_run_cleanup_now_shows_its_result(staff, user):
     status = staff.get(f"/staff/cleanup/{task_id}/", **HX)
     assert status.status_code == 200
     html = status.content.decode()
-    assert 'data-testid="cleanup-result"' in html and "Cleanup finished" in html
-    assert re.search(r"<strong>expired</strong> examined 1, aborted 1,", html), html
+    assert 'data-testid="cleanup-result"' in html
+    assert re.search(r"Cleanup finished in \d+\.\d s: 1 aborted, 0 deleted, 0 errors\.", html)
     task = Task.objects.get(id=task_id)
     assert task.success and task.name == "cleanup by staff"
-    # The dashboard's panel lists the run.
-    assert "cleanup by staff" in staff.get("/staff/").content.decode()
+    # The dashboard's panel lists the run as a row: task, started, took, the counts.
+    assert run_rows(staff.get("/staff/")) == [
+        ["Cleanup by staff", task.started.strftime("%Y-%m-%d %H:%M:%S"), "*", "1", "0", "0"]
+    ]
+
+
+def run_rows(response: Any) -> list[list[str]]:
+    """The cleanup runs table's cells (the time taken as "*": it varies)."""
+    rows = re.findall(r'<tr data-testid="cleanup-run">(.*?)</tr>', response.content.decode())
+    cells = [
+        [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", r)] for r in rows
+    ]
+    for row in cells:
+        assert re.fullmatch(r"\d+\.\d s", row[2]), row
+        row[2] = "*"
+    return cells
+
+
+def test_scheduled_runs_show_the_step_not_their_random_name(staff, user):
+    in_flight(user, expires_in=timedelta(minutes=-5))
+    async_task("uploads.tasks.cleanup_expired_uploads", task_name="wolfram-three-alpha-ohio")
+    async_task("uploads.tasks.purge_deleted_files")
+
+    rows = run_rows(staff.get("/staff/"))
+
+    assert [(row[0], row[3:]) for row in rows] == [
+        ("Purge deleted files", ["0", "0", "0"]),
+        ("Expired uploads", ["1", "0", "0"]),
+    ]
+    table = re.search(
+        r'(?s)data-testid="cleanup-runs">.*?</table>', staff.get("/staff/").content.decode()
+    )
+    assert table
+    assert "wolfram" not in table.group(0) and "{" not in table.group(0)
 
 
 def test_cleanup_status_of_an_unknown_task_keeps_waiting(staff):

@@ -227,6 +227,19 @@ def test_another_users_file_is_not_found_and_untouched(client, theirs, method, p
 
 
 @pytest.mark.parametrize(("method", "path", "data"), OTHERS, ids=OTHERS_IDS)
+def test_a_full_page_error_is_the_styled_page_with_the_menu(client, theirs, method, path, data):
+    response = getattr(client, method)(path.format(id=theirs.pk), data or {})
+
+    assert response.status_code == 404
+    page = page_of(response)
+    assert page.find_all("link", rel="stylesheet")
+    assert page.find_all("nav", **{"aria-label": "Main"})
+    assert page.find_all("a", href="/files/")
+    assert "<h1>Not found</h1>" in body(response)
+    assert "File not found." in page.text
+
+
+@pytest.mark.parametrize(("method", "path", "data"), OTHERS, ids=OTHERS_IDS)
 def test_another_users_file_via_htmx_gets_the_error_fragment(client, theirs, method, path, data):
     before = snapshot(theirs)
 
@@ -535,6 +548,41 @@ def test_delete_post_with_htmx_redirects_the_browser_to_the_list(client, mine):
     assert response.status_code == 200
     assert response["HX-Redirect"] == "/files/"
     assert not FileRecord.objects.visible().filter(pk=mine.pk).exists()
+
+
+@pytest.mark.parametrize("headers", [{}, HX], ids=["form", "htmx"])
+def test_the_list_after_a_delete_names_the_deleted_file(client, mine, headers):
+    client.post(f"/files/{mine.pk}/delete/", headers=headers)
+
+    page = page_of(client.get("/files/"))
+    messages = page.find_all("div", **{"data-testid": "message"})
+    assert len(messages) == 1
+    assert "“Quarterly report” deleted." in page.text
+    # Shown once.
+    assert not page_of(client.get("/files/")).find_all("div", **{"data-testid": "message"})
+
+
+def test_a_deleted_files_page_says_it_is_gone_and_is_not_kept_for_back(client, mine):
+    page = client.get(f"/files/{mine.pk}/")
+    # Back must ask the server again rather than show the page from the browser's cache.
+    assert "no-store" in page["Cache-Control"]
+    client.post(f"/files/{mine.pk}/delete/")
+
+    response = client.get(f"/files/{mine.pk}/")
+
+    assert response.status_code == 404
+    assert "“Quarterly report” was deleted." in page_of(response).text
+    assert page_of(response).find_all("nav", **{"aria-label": "Main"})
+
+
+def test_someone_elses_deleted_file_is_just_not_found(client, theirs):
+    FileRecord.objects.filter(pk=theirs.pk).update(deleted_at=theirs.created)
+
+    response = client.get(f"/files/{theirs.pk}/")
+
+    assert response.status_code == 404
+    assert "File not found." in page_of(response).text
+    assert "secret" not in body(response).lower()
 
 
 def test_upload_page_lists_own_unfinished_uploads_with_resume_and_discard(client, user, mine):
