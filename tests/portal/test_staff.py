@@ -258,7 +258,7 @@ def test_pagination_keeps_the_filters(staff, user, other_user):
         assert len(ids) == (PAGE_SIZE if page < 3 else 120 - 2 * PAGE_SIZE)
         seen += ids
         html = response.content.decode()
-        assert f"Page {page} of 3" in html
+        assert f"Page {page} of 3 · 120 files" in html
         if page < 3:
             # The next link carries the filter, once.
             assert f'href="?user=alice&amp;page={page + 1}#files"' in html
