@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -59,6 +60,21 @@ def session_cookies(user: Any) -> dict[str, str]:
     return {"sessionid": client.cookies["sessionid"].value, "csrftoken": token}
 
 
+def put_parts(
+    put: Callable[[str, bytes], Any], init: dict[str, Any], content: bytes
+) -> list[dict[str, Any]]:
+    """PUT, with `put`, the parts of `content` that `init` has URLs for; each must answer 200.
+    Returns the part list complete expects."""
+    size = init["part_size"]
+    parts = []
+    for target in init["presigned_urls"]:
+        n = target["part_number"]
+        response = put(target["url"], content[(n - 1) * size : n * size])
+        assert response.status_code == 200, response.content
+        parts.append({"part_number": n, "etag": response.headers["ETag"]})
+    return parts
+
+
 class ApiClient:
     """JSON calls to /v1/ through Django's test client, as `user` or anonymous.
 
@@ -111,14 +127,7 @@ class ApiClient:
 
     def put_parts(self, init: dict[str, Any], content: bytes) -> list[dict[str, Any]]:
         """PUT the parts of `content` that `init` has URLs for; return what complete expects."""
-        size = init["part_size"]
-        parts = []
-        for target in init["presigned_urls"]:
-            n = target["part_number"]
-            response = self.put_part(target["url"], content[(n - 1) * size : n * size])
-            assert response.status_code == 200, response.content
-            parts.append({"part_number": n, "etag": response["ETag"]})
-        return parts
+        return put_parts(self.put_part, init, content)
 
     def upload(self, content: bytes, **fields: Any) -> dict[str, Any]:
         """Initiate, PUT every part, complete; return the completed file."""
@@ -161,6 +170,10 @@ class HttpApi:
     def put(url: str, body: bytes) -> requests.Response:
         # A bare PUT, as a browser or curl would send: no auth header, only the signed URL.
         return requests.put(url, data=body, timeout=60)
+
+    def put_parts(self, init: dict[str, Any], content: bytes) -> list[dict[str, Any]]:
+        """PUT the parts of `content` that `init` has URLs for; return what complete expects."""
+        return put_parts(self.put, init, content)
 
     def complete(self, file_id: str, parts: list[dict[str, Any]]) -> requests.Response:
         return self.call("POST", f"/v1/files/uploads/{file_id}/complete", {"parts": parts})

@@ -291,11 +291,7 @@ def test_a_claim_left_by_a_killed_complete_lapses_within_a_minute(http_api: Http
     time that grows with the file, so the next server lets the client finish within a minute."""
     content = payload(PART + 10, seed=21)
     upload = http_api.initiate(len(content), part_size=PART)
-    urls = {t["part_number"]: t["url"] for t in upload["presigned_urls"]}
-    parts = []
-    for n, chunk in ((1, content[:PART]), (2, content[PART:])):
-        assert HttpApi.put(urls[n], chunk).status_code == 200
-        parts.append({"part_number": n, "etag": md5(chunk)})
+    parts = http_api.put_parts(upload, content)
     claimed = FileRecord.objects.filter(pk=upload["id"])
 
     claimed.update(completing_since=timezone.now())
@@ -311,11 +307,7 @@ def test_a_claim_left_by_a_killed_complete_lapses_within_a_minute(http_api: Http
 def test_what_complete_sets_aside_goes_with_the_next_reconcile(http_api: HttpApi) -> None:
     content = payload(PART + 10, seed=8)
     upload = http_api.initiate(len(content), part_size=PART)
-    urls = {t["part_number"]: t["url"] for t in upload["presigned_urls"]}
-    parts = []
-    for n, chunk in ((1, content[:PART]), (2, content[PART:])):
-        assert HttpApi.put(urls[n], chunk).status_code == 200
-        parts.append({"part_number": n, "etag": md5(chunk)})
+    parts = http_api.put_parts(upload, content)
     assert http_api.complete(upload["id"], parts).status_code == 200
     parts_dir = Path(settings.UPLOADS_LOCAL_PARTS_DIR)
     assert not (parts_dir / upload["upload_id"]).exists()
