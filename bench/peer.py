@@ -243,7 +243,7 @@ def run(quick: bool = False) -> list[Row]:
         raise RuntimeError(f"the peer's virtualenv is missing: run `make peer-install` ({ROOT})")
     assert moto.settings.S3_UPLOAD_PART_MIN_SIZE == PART_SIZE, "moto was imported before setup()"
     big = 200 if smoke() else 1_000 if quick else 10_000
-    repeat = {1: 1 if smoke() else 5, big: 1 if smoke() or quick else 3}
+    repeat = {1: 1 if smoke() else 3 if quick else 5, big: 1 if smoke() or quick else 3}
     user, _ = get_user_model().objects.get_or_create(username="bench-peer")
     database = os.environ["DATABASE_URL"].removeprefix("sqlite:///")
     assert Path(database).is_file(), database

@@ -60,7 +60,7 @@ CAPS = {
     "datapath": (240, 40),
     "listing": (150, 35),
     "throughput": (120, 40),
-    "peer": (180, 45),
+    "peer": (180, 60),
 }
 DEFAULT_CAP = (120, 30)
 # The limits: a full run under 10 minutes, a quick run under 2 (margin kept for startup).
