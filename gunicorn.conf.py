@@ -15,6 +15,8 @@ import os
 wsgi_app = "project.wsgi:application"
 # nginx proxies to this address; keep it on loopback (or a private interface).
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+# Each worker keeps one database connection open (DATABASE_CONN_MAX_AGE): workers on every web
+# machine, plus the task workers, must fit in PostgreSQL's max_connections.
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * multiprocessing.cpu_count() + 1)
 worker_class = "sync"
 # Longest a request may run before its worker is replaced: above the longest store call, a

@@ -1,11 +1,14 @@
 """List page of 50 with 100,000 rows (quick: 10,000) on PostgreSQL, through a real server.
 
-p50 latency of `GET /v1/files?status=all&page=1` and of the last page, with a JWT, through
+p50 latency of the first and the last page of `GET /v1/files?status=all`, with a JWT, through
 `gunicorn project.wsgi` (bench settings: the project's, plus a bare Ninja endpoint returning a
 constant, bench/bench_urls.py) next to that bare endpoint in the same server processes. The
-requests of the three kinds are interleaved on one keep-alive connection, so load from other
-work on the machine falls on all of them alike. Plus the queries per request, counted
-in-process with CaptureQueriesContext: they must be the same for page 1 and a deep page.
+goal is on pages by cursor (`?cursor=`), the way a client reaches a deep page fast; the same
+pages by page number (`?page=`, which counts every row and walks past the earlier ones) are
+shown for information. The requests of every kind are interleaved on one keep-alive
+connection, so load from other work on the machine falls on all of them alike. Plus the
+queries per request, counted in-process with CaptureQueriesContext: they must be the same for
+page 1 and a deep page.
 
 The rows live in a throwaway database (bench_<run>_listing_<random>), dropped afterwards.
 
@@ -18,6 +21,7 @@ import math
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from bench.common import MIB, Row, run_alone
 from bench.harness import (
@@ -31,7 +35,7 @@ from bench.harness import (
     smoke,
 )
 
-GOAL_MS = 30.0
+GOAL_MS = 25.0
 PAGE_SIZE = 50
 NEEDS_POSTGRES = True
 STORE = "local disk (gunicorn on loopback)"
@@ -75,7 +79,26 @@ def fill(user: Any, count: int) -> None:
         cursor.execute(
             "UPDATE uploads_filerecord SET created = now() - random() * interval '365 days'"
         )
-        cursor.execute("ANALYZE uploads_filerecord")
+        # As autovacuum leaves a table at rest: statistics, and a visibility map that lets a
+        # count read the index alone.
+        cursor.execute("VACUUM ANALYZE uploads_filerecord")
+
+
+def deep_cursor(user: Any, rows_before: int) -> str:
+    """The cursor a client holds once it has paged to the last page, made without walking
+    there: listed from the last row before that page on, a page of that one row has it as
+    its `next`."""
+    from django.db.models import Q
+
+    from uploads.pagination import START, keyset_page
+    from uploads.selectors import file_list_for_user
+
+    listing = file_list_for_user(user=user, status="all")
+    last = listing[rows_before - 1]
+    onwards = Q(created__lt=last.created) | Q(created=last.created, pk__lte=last.pk)
+    page = keyset_page(listing.filter(onwards), cursor=START, size=1)
+    assert page.items == [last] and page.next, page
+    return page.next
 
 
 def count_queries(client: Any, path: str) -> tuple[int, list[str]]:
@@ -100,11 +123,14 @@ def run(quick: bool = False) -> list[Row]:
         fill(user, rows_in_db)
         token = access_token(user)
         deep = math.ceil(rows_in_db / PAGE_SIZE)
+        cursor = urlencode({"cursor": deep_cursor(user, (deep - 1) * PAGE_SIZE)})
         paths = {
             "bare": "/bench/constant",
             "jwt": "/bench/constant-jwt",
-            "page1": "/v1/files?status=all&page=1",
-            "deep": f"/v1/files?status=all&page={deep}",
+            "page1": "/v1/files?status=all&cursor=",
+            "deep": f"/v1/files?status=all&{cursor}",
+            "page1_number": "/v1/files?status=all&page=1",
+            "deep_number": f"/v1/files?status=all&page={deep}",
         }
         client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
         queries = {name: count_queries(client, paths[name]) for name in ("page1", "deep")}
@@ -119,8 +145,9 @@ def run(quick: bool = False) -> list[Row]:
                     status, body = http.json("GET", path)
                     elapsed = (time.perf_counter() - start) * 1000
                     assert status == 200, (path, status, body)
-                    if name == "deep":
+                    if name.startswith("deep"):
                         assert len(body["results"]) == rows_in_db - (deep - 1) * PAGE_SIZE
+                        assert body["next"] is None, body["next"]
                     if round_ >= warm:  # the first rounds warm connections and caches
                         latencies[name].append(elapsed)
             http.close()
@@ -129,18 +156,28 @@ def run(quick: bool = False) -> list[Row]:
             drop_postgres(_database[0])
     bare = median(latencies["bare"])
     result = []
-    for name, label in (("page1", "page 1"), ("deep", f"deep page {deep:,}")):
+    for name, label, goal in (
+        ("page1", "page 1 by cursor", True),
+        ("deep", f"deep page {deep:,} by cursor", True),
+        ("page1_number", "page 1 by page number", False),
+        ("deep_number", f"deep page {deep:,} by page number", False),
+    ):
         p50 = median(latencies[name])
+        note = f"p95 {percentile(latencies[name], 0.95):.1f} ms, {samples} requests; "
         result.append(
             Row(
                 measure=f"list {rows_in_db:,} rows, {label} of {PAGE_SIZE}: p50 over HTTP",
                 ours=p50,
                 baseline=bare,
                 unit="ms",
-                goal=f"≤ {GOAL_MS:.0f} ms",
-                passed=p50 <= GOAL_MS,
-                note=f"p95 {percentile(latencies[name], 0.95):.1f} ms, {samples} requests; "
-                "baseline: bare Ninja endpoint (no auth, constant) in the same gunicorn",
+                goal=f"≤ {GOAL_MS:.0f} ms" if goal else "",
+                passed=p50 <= GOAL_MS if goal else None,
+                note=note
+                + (
+                    "baseline: bare Ninja endpoint (no auth, constant) in the same gunicorn"
+                    if goal
+                    else "for information: COUNT(*) of every row, OFFSET past the earlier pages"
+                ),
             )
         )
     jwt = median(latencies["jwt"])
@@ -157,7 +194,7 @@ def run(quick: bool = False) -> list[Row]:
     )
     result.append(
         Row(
-            measure=f"queries per list request: deep page vs page 1 ({rows_in_db:,} rows)",
+            measure=f"queries per list by cursor: deep page vs page 1 ({rows_in_db:,} rows)",
             ours=queries["deep"][0],
             baseline=queries["page1"][0],
             unit="queries",

@@ -121,10 +121,14 @@ TEMPLATES = [
     },
 ]
 
+# Persistent connections: opening one costs a request several milliseconds (PostgreSQL forks a
+# backend for it). Each web worker thread keeps its own open, checked at the start of the
+# request that reuses it, so a connection the database dropped is replaced, not an error.
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600),
+        conn_health_checks=env_bool("DATABASE_CONN_HEALTH_CHECKS", True),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

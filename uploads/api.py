@@ -11,6 +11,8 @@ from pydantic import Field
 
 from . import selectors
 from .auth import session_auth, token_auth
+from .errors import InvalidInput
+from .pagination import keyset_page
 from .schemas import (
     ErrorOut,
     FileOut,
@@ -48,14 +50,20 @@ ERRORS: dict[int, type[Schema]] = {
 
 
 class PageNumber(PaginationBase):
-    """Page-number pagination with `count/next/previous/results`, as the spec's clients read."""
+    """`count/next/previous/results`, as the spec's clients read, by page number or by cursor.
+
+    `?page=N` counts the rows and walks past the earlier pages. `?cursor=` (empty for the first
+    page) pages by keyset instead: as fast deep in the list as at its start, stable while rows
+    are added, and `count` is null (nothing is counted); `next`/`previous` carry cursors.
+    """
 
     class Input(Schema):
-        page: int = Field(1, ge=1)
+        page: int | None = Field(None, ge=1)
         page_size: int = Field(50, ge=1, le=500)
+        cursor: str | None = None
 
     class Output(Schema):
-        count: int
+        count: int | None
         next: str | None
         previous: str | None
         results: list[Any]
@@ -65,23 +73,36 @@ class PageNumber(PaginationBase):
     def paginate_queryset(
         self, queryset: Any, pagination: Input, request: HttpRequest, **params: Any
     ) -> dict[str, Any]:
-        offset = (pagination.page - 1) * pagination.page_size
+        if pagination.cursor is not None:
+            if pagination.page is not None:
+                raise InvalidInput("Give either page or cursor, not both.", {"field": "cursor"})
+            page = keyset_page(queryset, cursor=pagination.cursor, size=pagination.page_size)
+            return {
+                "count": None,
+                "next": _list_url(request, "cursor", page.next),
+                "previous": _list_url(request, "cursor", page.previous),
+                "results": page.items,
+            }
+        number = pagination.page or 1
+        offset = (number - 1) * pagination.page_size
         count = queryset.count()
         # Past the end there is nothing to fetch; a huge page would also overflow SQL's OFFSET.
         results = list(queryset[offset : offset + pagination.page_size]) if offset < count else []
+        more = offset + pagination.page_size < count
         return {
             "count": count,
-            "next": _page_url(request, pagination.page + 1)
-            if offset + pagination.page_size < count
-            else None,
-            "previous": _page_url(request, pagination.page - 1) if pagination.page > 1 else None,
+            "next": _list_url(request, "page", str(number + 1) if more else None),
+            "previous": _list_url(request, "page", str(number - 1) if number > 1 else None),
             "results": results,
         }
 
 
-def _page_url(request: HttpRequest, page: int) -> str:
+def _list_url(request: HttpRequest, name: str, value: str | None) -> str | None:
+    """This listing's URL, filters kept, at another page or cursor (None: there is none)."""
+    if value is None:
+        return None
     query = request.GET.copy()
-    query["page"] = str(page)
+    query[name] = value
     return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
 
 

@@ -45,6 +45,18 @@ class InvalidInput(UploadError):
     http_status = 400
 
 
+class InvalidCursor(InvalidInput):
+    """A `cursor` that this server did not hand out, or not for this listing."""
+
+    code = "invalid_cursor"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The cursor is not valid: use the next or previous link of a listing.",
+            {"field": "cursor"},
+        )
+
+
 class ChecksumMismatch(UploadError):
     """A part's bytes do not match the checksum given for it."""
 

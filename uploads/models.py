@@ -153,6 +153,12 @@ class FileRecord(models.Model):
             models.Index(fields=["parent_content_type", "parent_object_id"], name="file_parent"),
             # Cleanup of old failed/aborted rows pages through them by age.
             models.Index(fields=["upload_status", "modified"], name="file_status_modified"),
+            # COUNT(*) of a user's live files (page-number listing) from the index alone.
+            models.Index(
+                fields=["created_by", "upload_status"],
+                name="file_owner_live",
+                condition=models.Q(deleted_at__isnull=True),
+            ),
             # Purge pages through deleted rows by age; only the few deleted rows are indexed.
             models.Index(
                 fields=["deleted_at"],

@@ -29,6 +29,7 @@ from .errors import UploadError
 from .forms import StaffFilterForm
 from .http import HtmxHttpRequest
 from .models import FileRecord
+from .pagination import number_pager
 from .schedules import SCHEDULES
 from .services.files import file_delete, file_purge, file_restore
 from .services.uploads import upload_abort
@@ -95,6 +96,7 @@ def _table_context(request: HtmxHttpRequest, **extra: Any) -> dict[str, Any]:
         "filters": filters,
         "query": query,
         "page": page,
+        "pager": number_pager(page, query),
         "rows": rows,
         "in_flight_ids": ",".join(str(row.pk) for row in in_flight),
         **extra,

@@ -12,7 +12,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.forms import Form
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
@@ -26,6 +25,7 @@ from .errors import UploadError
 from .forms import FileEditForm, FileFilterForm, ParentForm
 from .http import HtmxHttpRequest
 from .models import FileRecord
+from .pagination import START, cursor_pager, keyset_page
 from .services import files
 from .services.uploads import upload_abort
 
@@ -49,10 +49,14 @@ def file_list(request: HtmxHttpRequest) -> HttpResponse:
     form = FileFilterForm(request.GET or None)
     filters = form.cleaned_filters()
     queryset = selectors.file_list_for_user(user=request.user, **filters)
-    page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    # By cursor: as fast on the last page as on the first, and stable while files arrive.
+    page = keyset_page(queryset, cursor=request.GET.get("cursor", START), size=PAGE_SIZE)
     query = request.GET.copy()
+    query.pop("cursor", None)
+    # Links of the page-number pager this one replaced still open the first page.
     query.pop("page", None)
-    context = {"form": form, "page": page, "query": query.urlencode(), **filters}
+    pager = cursor_pager(page, query.urlencode())
+    context = {"form": form, "files": page.items, "pager": pager, **filters}
     return render(request, _template(request, "uploads/files.html", "file-table"), context)
 
 

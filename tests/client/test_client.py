@@ -15,6 +15,7 @@ import httpx
 import pytest
 from ninja_jwt.tokens import AccessToken
 
+from tests.factories import FileRecordFactory
 from tests.integration.support import KIB, MIB
 from uploads.auth import refresh_token_for
 from uploads.client import Client, ClientError, ResumeState, auto_part_size
@@ -366,9 +367,21 @@ def test_list_walks_every_page(local_disk, make_client, write_file):
     listed = list(client.list(page_size=2))
 
     assert {f.id for f in listed} == ids
-    pages = [r.url.params["page"] for r in api.calls("GET", "/v1/files")]
-    assert pages == ["1", "2"]
+    cursors = [r.url.params["cursor"] for r in api.calls("GET", "/v1/files")]
+    assert len(cursors) == 2 and cursors[0] == "" and cursors[1]
     assert list(client.list(status="aborted")) == []
+
+
+def test_list_shows_each_file_once_while_files_are_added(make_client, user):
+    before = FileRecordFactory.create_batch(5, created_by=user)
+    client = make_client()
+
+    listed = []
+    for remote in client.list(page_size=2):
+        listed.append(remote.id)
+        FileRecordFactory(created_by=user)  # a new upload lands at the top meanwhile
+
+    assert sorted(listed) == sorted(str(record.pk) for record in before)
 
 
 def test_an_empty_file_is_one_empty_part(local_disk, make_client, write_file, tmp_path):

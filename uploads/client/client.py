@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
@@ -365,17 +365,18 @@ class Client:
             params["status"] = status
         if parent:
             params["parent_content_type"], params["parent_object_id"] = parent
-        page = 1
+        # By cursor: files uploaded while this walks never make it list a file twice or skip one.
+        cursor = ""
         while True:
-            response = self._request("GET", "/files", params={**params, "page": page})
+            response = self._request("GET", "/files", params={**params, "cursor": cursor})
             body = response.json()
             for item in body["results"]:
                 yield RemoteFile.from_json(item)
-            # Follow page numbers rather than `next`: that URL carries the host the server saw,
-            # which behind a proxy need not be the one this client reaches.
             if not body.get("next"):
                 return
-            page += 1
+            # Only the cursor of `next`: that URL carries the host the server saw, which behind
+            # a proxy need not be the one this client reaches.
+            cursor = parse_qs(urlsplit(body["next"]).query)["cursor"][0]
 
     # --- internals -------------------------------------------------------------------------
 
