@@ -6,7 +6,9 @@ Each cycle uploads a one-part 1 KiB file: initiate, PUT the part to the app's lo
 complete; the note gives each step's p50, so a cycle's time can be told apart (the PUT is the
 local store's). Goal: with persistent database connections, as production runs, at least
 GOAL_RATIO of the bare endpoint's cycles (its req/s ÷ 3); the same with a new connection per
-request is reported beside it. The load comes from bench/loadgen.py in a process of its own (threads with keep-alive
+request is reported beside it.
+
+The load comes from bench/loadgen.py in a process of its own (threads with keep-alive
 connections, loopback only, bounded in time and count). Note that on a 2-core machine the load
 generator and the server share the CPUs, for the baseline and for ours alike.
 
