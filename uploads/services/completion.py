@@ -317,33 +317,30 @@ def _mark_completed(
     if problem:
         delete_object_quietly(handler, record.storage_key)
         _fail(record, handler, problem)
-    with transaction.atomic():
-        # By id: the owner was checked at the start, and a delete meanwhile must not hide it.
-        # With the owner and parent the response shows, in the same query.
-        current = (
-            FileRecord.objects.select_related("created_by", "parent_content_type")
-            .select_for_update(of=("self",))
-            .filter(pk=record.pk)
-            .first()
-        )
-        if current is None:
-            pass
-        elif current.upload_status == Status.COMPLETED and not current.deleted_at:
-            if current.etag_digest == digest:
-                return current
-            raise InvalidTransition("This upload is already completed with other parts.")
-        elif move(
-            current,
-            Status.COMPLETED,
-            uploaded_parts=len(parts),
-            etag=normalize_etag(info.etag),
-            checksum=info.checksum,
-            etag_digest=digest,
-            completed_at=timezone.now(),
-            failure_reason="",
-            completing_since=None,
-        ):
+    # One conditional write, which moves the row only while it is still open (see `move`);
+    # `record` then answers as it was read at the start, with this completion's changes.
+    if move(
+        record,
+        Status.COMPLETED,
+        uploaded_parts=len(parts),
+        etag=normalize_etag(info.etag),
+        checksum=info.checksum,
+        etag_digest=digest,
+        completed_at=timezone.now(),
+        failure_reason="",
+        completing_since=None,
+    ):
+        return record
+    # By id: the owner was checked at the start, and a delete meanwhile must not hide it.
+    current = (
+        FileRecord.objects.select_related("created_by", "parent_content_type")
+        .filter(pk=record.pk)
+        .first()
+    )
+    if current is not None and current.upload_status == Status.COMPLETED and not current.deleted_at:
+        if current.etag_digest == digest:
             return current
+        raise InvalidTransition("This upload is already completed with other parts.")
     # Aborted or deleted (cleanup, the owner, staff) while we were completing.
     raise _ended_while_completing(current, handler, record.storage_key)
 
