@@ -39,6 +39,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 # Table order for the benches we know; any other bench module follows, alphabetically.
 ORDER = [
     "presign",
+    "initiate",
     "complete",
     "cleanup",
     "client",
@@ -52,6 +53,7 @@ ORDER = [
 # Seconds each bench may take at most (full, quick); the whole run stays inside TOTAL_BUDGET.
 CAPS = {
     "presign": (120, 30),
+    "initiate": (60, 20),
     "complete": (60, 20),
     "cleanup": (200, 30),
     "client": (120, 30),
