@@ -317,3 +317,17 @@ def test_what_complete_sets_aside_goes_with_the_next_reconcile(http_api: HttpApi
 
     assert list(parts_dir.iterdir()) == []
     assert object_bytes(upload["id"]) == content
+
+
+def test_a_dry_run_reconcile_keeps_what_complete_set_aside(http_api: HttpApi) -> None:
+    content = payload(PART + 10, seed=9)
+    upload = http_api.initiate(len(content), part_size=PART)
+    parts = http_api.put_parts(upload, content)
+    assert http_api.complete(upload["id"], parts).status_code == 200
+    set_aside = Path(settings.UPLOADS_LOCAL_PARTS_DIR) / f".done-{upload['upload_id']}"
+    assert set_aside.is_dir()
+
+    result = reconcile_storage(dry_run=True)
+
+    assert (result.aborted, result.errors) == (0, 0)
+    assert set_aside.is_dir(), "a dry run must change nothing in the store"

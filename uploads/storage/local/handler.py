@@ -504,7 +504,7 @@ class LocalStorageHandler:
 
     @staticmethod
     def _discard(directory: Path) -> None:
-        """Set a completed upload's directory aside in one step; `list_uploads` removes it.
+        """Set a completed upload's directory aside in one step; `remove_set_aside` removes it.
 
         Removing a file per part (thousands) would keep the client waiting for nothing.
         """
@@ -557,11 +557,17 @@ class LocalStorageHandler:
         except FileNotFoundError:
             return
         for entry in entries:
-            if entry.name.startswith(DISCARDED):
-                # What completions set aside; cleanup calls this on its schedule.
-                shutil.rmtree(entry.path, ignore_errors=True)
-            elif _UPLOAD_ID.match(entry.name) and entry.is_dir() and entry.stat().st_mtime < cutoff:
+            if _UPLOAD_ID.match(entry.name) and entry.is_dir() and entry.stat().st_mtime < cutoff:
                 yield MultipartUpload(file_id="", key="", upload_id=entry.name)
+
+    def remove_set_aside(self) -> None:
+        try:
+            entries = list(os.scandir(self.parts_dir))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.name.startswith(DISCARDED):
+                shutil.rmtree(entry.path, ignore_errors=True)
 
     def download_url(self, key: str, *, file_name: str, expires_in: int) -> str:
         token = download_token(
