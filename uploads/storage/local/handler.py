@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO
 
 from django.conf import settings
 from django.core.files.storage import Storage
@@ -56,6 +56,7 @@ from uploads.storage.base import (
 )
 
 from . import links
+from .body import Body
 from .errors import BodyCutShort, ChecksumRefused, LengthMissing, WrongLength
 from .tokens import DownloadGrant, PartGrant, download_token, part_token
 
@@ -70,10 +71,6 @@ COMPLETE_LOCK_WAIT_S = 10.0
 _RECORD = re.compile(r"^(\d{5})\.([0-9a-f]+)\.(\d+)\.(\d+)\.([0-9a-f]{32})\.([0-9a-f]*)\.([is])$")
 _POINTER = re.compile(r"^\d{5}$")
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-class Readable(Protocol):
-    def read(self, size: int = ..., /) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +163,7 @@ class _Checksum:
         self._sha = hashlib.sha256() if algorithm == "SHA256" else None
         self._crc = 0
 
-    def update(self, chunk: bytes) -> None:
+    def update(self, chunk: bytes | memoryview) -> None:
         if self._sha is not None:
             self._sha.update(chunk)
         elif self.algorithm == "CRC32":
@@ -206,6 +203,17 @@ def _write_all(fd: int, data: bytes | memoryview, position: int) -> None:
     while view:
         written = os.pwrite(fd, view, position)
         view, position = view[written:], position + written
+
+
+def _fill(body: Body, buffer: memoryview) -> int:
+    """Read into `buffer` until it is full or the body ends; the count read."""
+    filled = 0
+    while filled < len(buffer):
+        count = body.readinto(buffer[filled:])
+        if not count:
+            break
+        filled += count
+    return filled
 
 
 def _copy_into(source: Path, target_fd: int, offset: int, size: int) -> None:
@@ -271,7 +279,7 @@ class LocalStorageHandler:
             targets.append(PartTarget(part.part_number, url, headers))
         return targets
 
-    def receive_part(self, grant: PartGrant, body: Readable, *, length: int | None) -> str:
+    def receive_part(self, grant: PartGrant, body: Body, *, length: int | None) -> str:
         """Store one part body of the granted size and return its ETag (its MD5).
 
         Nothing is kept of a body that is cut short or fails its checksum, as on S3.
@@ -363,19 +371,24 @@ class LocalStorageHandler:
 
     @staticmethod
     def _stream(
-        grant: PartGrant, body: Readable, target: int, position: int, length: int
+        grant: PartGrant, body: Body, target: int, position: int, length: int
     ) -> tuple[str, str]:
         digest = hashlib.md5(usedforsecurity=False)
         verifier = _Checksum(grant.checksum_algorithm)
+        # One buffer per PUT, filled in place: no bytes object per read. Hashing and writing
+        # a full buffer at a time keeps the calls few; both release the GIL, so the PUTs of
+        # one worker's threads hash in parallel.
+        buffer = memoryview(bytearray(min(CHUNK_SIZE, length)))
         received = 0
         while received < length:
-            chunk = body.read(min(CHUNK_SIZE, length - received))
-            if not chunk:
+            filled = _fill(body, buffer[: length - received])
+            if not filled:
                 break
+            chunk = buffer[:filled]
             digest.update(chunk)
             verifier.update(chunk)
             _write_all(target, chunk, position + received)
-            received += len(chunk)
+            received += filled
         number = grant.part_number
         if received < length:
             # The client went away mid-body. As on S3, a cut-short PUT stores nothing: a
