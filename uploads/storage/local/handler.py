@@ -493,11 +493,19 @@ class LocalStorageHandler:
         assembled = directory / OBJECT
         fd = os.open(assembled, os.O_RDWR)
         try:
+            changed = False
             for record in chosen:
                 if not record.in_place:
                     _copy_into(record.path, fd, record.offset, record.size)
-            os.ftruncate(fd, size)
-            os.fsync(fd)
+                    changed = True
+            if os.fstat(fd).st_size != size:
+                os.ftruncate(fd, size)
+                changed = True
+            # Each part written in place was synced before its PUT answered: with nothing
+            # copied or cut, there is nothing to sync (a sync of a clean file still waits for
+            # the disk, which is most of a small upload's complete).
+            if changed:
+                os.fsync(fd)
         finally:
             os.close(fd)
         final = Path(self.storage.path(key))
@@ -511,8 +519,9 @@ class LocalStorageHandler:
             # Ours: a completion killed after linking. Finish what it started.
         _fsync_dir(final.parent)
         # From here on the upload reads as completed, however much of the directory is left.
+        # Not synced: should the unlink be lost in a crash, completing again links nothing new
+        # and ends the same way, and reconcile removes a directory no open record knows.
         assembled.unlink()
-        _fsync_dir(directory)
         return size
 
     @staticmethod
