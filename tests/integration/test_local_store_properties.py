@@ -317,3 +317,31 @@ def test_what_complete_sets_aside_goes_with_the_next_reconcile(http_api: HttpApi
 
     assert list(parts_dir.iterdir()) == []
     assert object_bytes(upload["id"]) == content
+
+
+def test_a_dry_run_reconcile_keeps_what_complete_set_aside(http_api: HttpApi) -> None:
+    content = payload(PART + 10, seed=9)
+    upload = http_api.initiate(len(content), part_size=PART)
+    parts = http_api.put_parts(upload, content)
+    assert http_api.complete(upload["id"], parts).status_code == 200
+    set_aside = Path(settings.UPLOADS_LOCAL_PARTS_DIR) / f".done-{upload['upload_id']}"
+    assert set_aside.is_dir()
+
+    result = reconcile_storage(dry_run=True)
+
+    assert (result.aborted, result.errors) == (0, 0)
+    assert set_aside.is_dir(), "a dry run must change nothing in the store"
+
+
+@pytest.mark.parametrize("part_size", [3 * MIB, 3 * MIB + 5])
+def test_parts_at_any_offset_and_length_are_stored_whole(http_api: HttpApi, part_size: int) -> None:
+    """Parts of a MiB and more are written around the page cache where their offset and length
+    allow it, and through it where not (an unaligned offset or tail): every byte arrives."""
+    content = payload(2 * part_size + 12345, seed=23)
+    upload = http_api.initiate(len(content), part_size=part_size)
+    parts = http_api.put_parts(upload, content)
+    assert [p["etag"].strip('"') for p in parts] == [
+        md5(content[i : i + part_size]) for i in range(0, len(content), part_size)
+    ]
+    assert http_api.complete(upload["id"], parts).status_code == 200
+    assert object_bytes(upload["id"]) == content

@@ -358,7 +358,8 @@ def reconcile_storage(
     """Abort multipart uploads the store holds but no open record knows, once they are old.
 
     This is what stops silent storage bills: parts of uploads whose record was lost (a crash
-    between the store's initiate and our commit, a restored database, a deleted row).
+    between the store's initiate and our commit, a restored database, a deleted row). A real
+    run also removes what completions set aside in the store; a dry run changes nothing.
     """
     now = now or timezone.now()
     if older_than is None:
@@ -386,6 +387,8 @@ def reconcile_storage(
         batch.clear()
 
     try:
+        if not dry_run:
+            handler.remove_set_aside()
         for stored in handler.list_uploads(initiated_before=cutoff):
             batch.append(stored)
             if len(batch) >= BATCH_SIZE:

@@ -178,3 +178,7 @@ class StorageHandler(Protocol):
     def list_uploads(self, *, initiated_before: datetime) -> Iterator[MultipartUpload]:
         """Unfinished multipart uploads in the store started before the given time."""
         ...
+
+    def remove_set_aside(self) -> None:
+        """Remove what completions left for later removal (nothing in S3); cleanup calls it."""
+        ...

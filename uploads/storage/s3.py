@@ -273,6 +273,9 @@ class S3StorageHandler:
                             file_id="", key=upload["Key"], upload_id=upload["UploadId"]
                         )
 
+    def remove_set_aside(self) -> None:
+        pass  # S3's complete leaves nothing behind
+
     def download_url(self, key: str, *, file_name: str, expires_in: int) -> str:
         with _storage_errors("presign get_object"):
             url: str = self.client.generate_presigned_url(

@@ -29,6 +29,7 @@ from uploads.services.shared import storage_failure
 from uploads.storage import get_storage_handler
 from uploads.storage.base import GoneFromStore, StorageError
 
+from .body import part_body
 from .errors import (
     BodyCutShort,
     ChecksumRefused,
@@ -125,8 +126,9 @@ def part_upload(request: HttpRequest, token: str) -> HttpResponse:
     ):
         raise AccessDenied(GONE)
     try:
-        # The body is read from the request stream in chunks: `request.body` would load it whole.
-        etag = handler.receive_part(grant, request, length=_content_length(request))
+        # The body is read in chunks as it arrives: `request.body` would load it whole.
+        with part_body(request) as body:
+            etag = handler.receive_part(grant, body, length=_content_length(request))
     except PartRefused as exc:
         raise _part_error(exc) from exc
     except GoneFromStore as exc:
