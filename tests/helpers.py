@@ -16,6 +16,7 @@ from django.middleware.csrf import get_token
 from django.test import Client, RequestFactory
 
 from uploads.auth import refresh_token_for
+from uploads.storage.base import StoredPart
 
 # tests/settings.py lowers the minimum part to 1 KiB so multi-part uploads stay tiny.
 PART = 1024
@@ -239,3 +240,15 @@ def unavailable(reason: str) -> NoReturn:
     if os.environ.get("TESTS_REQUIRE_SERVICES") == "1":
         pytest.fail(f"required for this run: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def botocore_stored_part(part: dict[str, Any], algorithm: str) -> StoredPart:
+    """One part of a ListParts response parsed by botocore, as the S3 handler reported it
+    before it read ListParts itself: the reference its own reader is compared with."""
+    return StoredPart(
+        part_number=part["PartNumber"],
+        size=part["Size"],
+        etag=part["ETag"],
+        last_modified=part.get("LastModified"),
+        checksum=part.get(f"Checksum{algorithm}", "") if algorithm else "",
+    )

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.utils.http import content_disposition_header
 from storages.backends.s3 import S3Storage
 
+from . import s3_bulk
 from .base import (
     CompletedPart,
     GoneFromStore,
@@ -189,44 +190,28 @@ class S3StorageHandler:
             ]
 
     def list_parts(self, upload: MultipartUpload) -> list[StoredPart]:
-        parts: list[StoredPart] = []
         # ListParts returns at most 1,000 parts a page; uploads go up to 10,000.
         with _storage_errors("list_parts"):
-            paginator = self.client.get_paginator("list_parts")
-            for page in paginator.paginate(
-                Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id
-            ):
-                parts.extend(
-                    StoredPart(
-                        part_number=p["PartNumber"],
-                        size=p["Size"],
-                        etag=p["ETag"],
-                        last_modified=p.get("LastModified"),
-                        checksum=p.get(f"Checksum{upload.checksum_algorithm}", "")
-                        if upload.checksum_algorithm
-                        else "",
-                    )
-                    for p in page.get("Parts", [])
-                )
-        return parts
+            return s3_bulk.list_all_parts(
+                self.client,
+                bucket=self.bucket,
+                key=upload.key,
+                upload_id=upload.upload_id,
+                checksum_algorithm=upload.checksum_algorithm,
+            )
 
     def complete(
         self, upload: MultipartUpload, parts: Sequence[CompletedPart], *, content_type: str
     ) -> ObjectInfo:
         algorithm = upload.checksum_algorithm
-
-        def entry(part: CompletedPart) -> dict[str, object]:
-            item: dict[str, object] = {"PartNumber": part.part_number, "ETag": part.etag}
-            if algorithm and part.checksum:
-                item[f"Checksum{algorithm}"] = part.checksum
-            return item
-
         with _storage_errors("complete_multipart_upload"):
-            response = _completion_client(self.storage).complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=upload.key,
-                UploadId=upload.upload_id,
-                MultipartUpload={"Parts": [entry(p) for p in parts]},
+            response = s3_bulk.complete_upload(
+                _completion_client(self.storage),
+                bucket=self.bucket,
+                key=upload.key,
+                upload_id=upload.upload_id,
+                parts=parts,
+                checksum_algorithm=algorithm,
             )
         info = self.head(upload.key)
         checksum = response.get(f"Checksum{algorithm}", "") if algorithm else ""
