@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from ninja import Schema
 from pydantic import ConfigDict, Field, StrictInt, ValidationInfo, model_validator
 from pydantic.functional_validators import ModelWrapValidatorHandler
@@ -21,6 +21,20 @@ def _absolute(context: dict[str, Any] | None, url: str) -> str:
         return url
     request = (context or {}).get("request")
     return request.build_absolute_uri(url) if request is not None else url
+
+
+_ANY_ID = "00000000-0000-0000-0000-000000000000"
+_download_paths: dict[tuple[str | None, str], str] = {}
+
+
+def _download_path(file_id: UUID) -> str:
+    """`reverse()` of the download URL, resolved once per URLconf and script prefix: a list
+    page has 50 to 500 of them, and reversing each one was a fifth of its time."""
+    key = (get_urlconf(), get_script_prefix())
+    template = _download_paths.get(key)
+    if template is None:
+        template = _download_paths[key] = reverse("api-1:file_download", args=[_ANY_ID])
+    return template.replace(_ANY_ID, str(file_id))
 
 
 class ErrorOut(Schema):
@@ -99,7 +113,7 @@ class FileOut(Schema):
     def resolve_url(obj: FileRecord, context: dict[str, Any]) -> str | None:
         if obj.upload_status != FileRecord.Status.COMPLETED:
             return None
-        return _absolute(context, reverse("api-1:file_download", args=[obj.pk]))
+        return _absolute(context, _download_path(obj.pk))
 
     @staticmethod
     def resolve_created_by(obj: FileRecord) -> int:
