@@ -26,6 +26,13 @@ S3_STAMP := $(S3_VENV)/.installed
 S3_REQUIREMENTS := tests/verifying_s3/requirements.txt
 # Its exact versions and hashes, from S3_REQUIREMENTS (`make lock`).
 S3_LOCK := tests/verifying_s3/requirements.lock
+# The peer the `peer` bench compares with (django-s3-file-field) needs Django REST framework and
+# its own Django, so it has a virtualenv of its own too, from its own lock.
+PEER_VENV ?= .venv-peer
+PEER_PY := $(PEER_VENV)/bin/python
+PEER_STAMP := $(PEER_VENV)/.installed
+PEER_REQUIREMENTS := bench/s3ff/requirements.txt
+PEER_LOCK := bench/s3ff/requirements.lock
 VERIFYING_S3_PORT ?= 4566
 VERIFYING_S3_ENV := VERIFYING_S3_PYTHON=$(abspath $(S3_PY))
 
@@ -34,7 +41,7 @@ DEV_ENV := DEBUG=1
 PORT_OPEN = $(PY) -c "import socket, sys; sys.exit(socket.socket().connect_ex(('$(HOST)', $(PORT))))"
 
 .PHONY: help install install-run lock run run-s3 test lint browser nginx migrate clean bench \
-	bench-quick s3-install s3-verifying
+	bench-quick s3-install s3-verifying peer-install
 
 help:
 	@echo "make run      install, migrate, create demo users, serve on http://$(HOST):$(PORT) (SQLite + local disk)"
@@ -89,6 +96,8 @@ lock: | $(UV)
 	$(UV) lock
 	$(UV) pip compile --quiet --universal --generate-hashes --python-version 3.12 \
 	  --custom-compile-command "make lock" $(S3_REQUIREMENTS) -o $(S3_LOCK)
+	$(UV) pip compile --quiet --universal --generate-hashes --python-version 3.12 \
+	  --custom-compile-command "make lock" $(PEER_REQUIREMENTS) -o $(PEER_LOCK)
 
 $(S3_PY):
 	@$(FIND_PYTHON); \
@@ -100,6 +109,17 @@ $(S3_STAMP): $(S3_LOCK) | $(S3_PY) $(UV)
 	@touch $(S3_STAMP)
 
 s3-install: $(S3_STAMP)
+
+$(PEER_PY):
+	@$(FIND_PYTHON); \
+	echo "Creating $(PEER_VENV) (the peer of the bench, django-s3-file-field) with $$($$py --version)"; \
+	$$py -m venv --without-pip $(PEER_VENV)
+
+$(PEER_STAMP): $(PEER_LOCK) | $(PEER_PY) $(UV)
+	$(UV) pip sync --quiet --python $(PEER_PY) $(PEER_LOCK)
+	@touch $(PEER_STAMP)
+
+peer-install: $(PEER_STAMP)
 
 # The store the tests check signatures, expiry and checksums against, in the foreground; its
 # secret key is `test` (any access key id).
@@ -161,7 +181,7 @@ nginx:
 
 # Two passes: everything in parallel, then the tests marked `serial` (they bound response times)
 # alone. A pass that selects no test (exit 5, e.g. with a narrowing -k) is not a failure.
-test: install browser nginx s3-install
+test: install browser nginx s3-install peer-install
 	@set -e; for pass in '-n $(TEST_WORKERS) -m "not serial"' '-m serial'; do \
 	  rc=0; eval '$(VERIFYING_S3_ENV) $(PY) -m pytest -p no:cacheprovider' "$$pass" '$(PYTEST_ARGS)' || rc=$$?; \
 	  if [ $$rc -ne 0 ] && [ $$rc -ne 5 ]; then exit $$rc; fi; \
@@ -173,11 +193,11 @@ lint: install
 	$(VENV)/bin/mypy
 
 # Every benchmark side by side against its baseline; the table also goes to bench/results.md.
-bench: install
+bench: install peer-install
 	$(PY) -m bench.run
 
-bench-quick: install
+bench-quick: install peer-install
 	$(PY) -m bench.run --quick
 
 clean:
-	rm -rf $(VENV) $(S3_VENV) .pytest_cache media media-s3 db-s3.sqlite3 staticfiles e2e-artifacts
+	rm -rf $(VENV) $(S3_VENV) $(PEER_VENV) .pytest_cache media media-s3 db-s3.sqlite3 staticfiles e2e-artifacts

@@ -194,7 +194,11 @@ def proc_kib(pid: int, field: str) -> int:
 
 
 class Server:
-    """`gunicorn project.wsgi` on loopback, with this process's environment (database, media)."""
+    """`gunicorn project.wsgi` on loopback, with this process's environment (database, media).
+
+    `python` and `app` serve another WSGI application from another virtualenv the same way (the
+    peer bench's django-s3-file-field site).
+    """
 
     def __init__(
         self,
@@ -203,12 +207,14 @@ class Server:
         workers: int = 2,
         threads: int = 2,
         env: dict[str, str] | None = None,
+        python: str = sys.executable,
+        app: str = "project.wsgi:application",
     ) -> None:
         import importlib.util
 
         from bench.common import free_port
 
-        if importlib.util.find_spec("gunicorn") is None:
+        if python == sys.executable and importlib.util.find_spec("gunicorn") is None:
             raise RuntimeError(
                 "gunicorn is not installed in this environment: `pip install gunicorn`"
             )
@@ -217,10 +223,10 @@ class Server:
         self.workers = workers
         self.log = Path(tempfile.mkstemp(prefix="bench-gunicorn-", suffix=".log")[1])
         command = [
-            sys.executable,
+            python,
             "-m",
             "gunicorn",
-            "project.wsgi:application",
+            app,
             "--bind",
             f"127.0.0.1:{self.port}",
             "--workers",

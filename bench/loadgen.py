@@ -21,9 +21,18 @@ from urllib.parse import urlsplit
 from bench.harness import Http, median
 
 PART = os.urandom(1024)
+# Seconds each step of a cycle took, per thread, for the split in the bench's note.
+_steps = threading.local()
+
+
+def _step(name: str, began: float) -> float:
+    now = time.perf_counter()
+    _steps.times.setdefault(name, []).append(now - began)
+    return now
 
 
 def cycle(http: Http) -> None:
+    began = time.perf_counter()
     status, upload = http.json(
         "POST",
         "/v1/files/uploads",
@@ -35,6 +44,7 @@ def cycle(http: Http) -> None:
     )
     if status != 201:
         raise RuntimeError(f"initiate: {status} {upload}")
+    began = _step("initiate", began)
     url = upload["presigned_urls"][0]["url"]
     if urlsplit(url).hostname not in (None, "127.0.0.1", "localhost"):
         raise RuntimeError(f"part URL leaves loopback: {url}")
@@ -43,6 +53,7 @@ def cycle(http: Http) -> None:
     )
     if status != 200:
         raise RuntimeError(f"part PUT: {status} {data[:200]!r}")
+    began = _step("put", began)
     status, done = http.json(
         "POST",
         f"/v1/files/uploads/{upload['id']}/complete",
@@ -50,6 +61,7 @@ def cycle(http: Http) -> None:
     )
     if status != 200:
         raise RuntimeError(f"complete: {status} {done}")
+    _step("complete", began)
 
 
 def bare(http: Http) -> None:
@@ -77,11 +89,14 @@ def main() -> None:
     lock = threading.Lock()
     counted: list[float] = []
     errors: list[str] = []
+    steps: dict[str, list[float]] = {}
 
     def client() -> None:
         http = Http(args.base, args.token)
+        _steps.times = {}
         try:
             while True:
+                _steps.times.clear()
                 began = time.perf_counter()
                 if began >= end or len(counted) >= args.max:
                     return
@@ -97,6 +112,8 @@ def main() -> None:
                 if began >= start and finished <= end:
                     with lock:
                         counted.append(finished - began)
+                        for name, times in _steps.times.items():
+                            steps.setdefault(name, []).extend(times)
         finally:
             http.close()
 
@@ -114,6 +131,7 @@ def main() -> None:
                 "seconds": window,
                 "per_second": len(counted) / window if window > 0 else 0.0,
                 "latency_p50_ms": median(counted) * 1000 if counted else None,
+                "step_p50_ms": {name: median(times) * 1000 for name, times in steps.items()},
                 "errors": len(errors),
                 "first_error": errors[0] if errors else "",
             }

@@ -39,6 +39,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 # Table order for the benches we know; any other bench module follows, alphabetically.
 ORDER = [
     "presign",
+    "initiate",
     "complete",
     "cleanup",
     "client",
@@ -47,10 +48,12 @@ ORDER = [
     "datapath",
     "listing",
     "throughput",
+    "peer",
 ]
 # Seconds each bench may take at most (full, quick); the whole run stays inside TOTAL_BUDGET.
 CAPS = {
     "presign": (120, 30),
+    "initiate": (60, 20),
     "complete": (60, 20),
     "cleanup": (200, 30),
     "client": (120, 30),
@@ -59,6 +62,7 @@ CAPS = {
     "datapath": (240, 40),
     "listing": (150, 35),
     "throughput": (120, 40),
+    "peer": (180, 60),
 }
 DEFAULT_CAP = (120, 30)
 # The limits: a full run under 10 minutes, a quick run under 2 (margin kept for startup).

@@ -20,6 +20,8 @@ from uploads.api import router as uploads_router
 from uploads.auth import token_router
 from uploads.errors import UploadError, error_body
 
+from .jsonio import ORJSONParser, ORJSONRenderer
+
 logger = logging.getLogger(__name__)
 
 
@@ -46,6 +48,8 @@ api = NinjaAPI(
     # The schema and the docs page are read-only: GET/HEAD, anything else is 405.
     docs=SessionSwagger(),
     docs_decorator=require_safe,
+    renderer=ORJSONRenderer(),
+    parser=ORJSONParser(),
 )
 # ninja_jwt's token pair/refresh, throttled against password guessing (uploads/auth.py).
 api.add_router("/auth/token", token_router, tags=["auth"])

@@ -113,7 +113,7 @@ def initiate_upload(request: HttpRequest, payload: UploadCreateIn) -> Any:
 
 @router.post("/files/uploads/{file_id}/complete", response={200: FileOut, **ERRORS})
 def complete_upload(request: HttpRequest, file_id: str, payload: UploadCompleteIn) -> Any:
-    parts = [CompletedPart(part_number=p.part_number, etag=p.etag) for p in payload.parts]
+    parts = [CompletedPart(p["part_number"], p["etag"]) for p in payload.parts]
     return upload_complete(user=request.user, file_id=file_id, parts=parts)
 
 

@@ -153,6 +153,26 @@ def test_initiate_over_max_file_size_is_too_large(api, settings):
     assert not FileRecord.objects.exists()
 
 
+def test_initiate_with_a_size_beyond_64_bits_is_too_large(api):
+    # JSON integers of any length stay integers (not floats), so the size rule answers.
+    for size in (10**30, 2**64):
+        body = assert_error(
+            api.post(UPLOADS, {"file_name": "big.bin", "file_size": size}), 413, "too_large"
+        )
+        assert "max_file_size" in body["extra"]
+    assert not FileRecord.objects.exists()
+
+
+def test_file_datetimes_render_to_the_millisecond_in_utc(api):
+    body = initiate(api, 10)
+    saved = record(body["id"])
+    assert body["created"] == saved.created.isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+    assert body["upload_expires_at"].endswith("Z")
+    assert body["completed_at"] is None
+
+
 def test_initiate_max_file_size_follows_the_setting(api, settings):
     settings.MAX_FILE_UPLOAD_SIZE = 10 * KIB
     body = assert_error(

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import timedelta
+from operator import attrgetter
 from typing import Any, NoReturn
 from uuid import UUID
 
@@ -64,8 +64,17 @@ SNIFF_BYTES = 8192
 # --- Complete ------------------------------------------------------------------------------
 
 
-def _check_part_list(record: FileRecord, parts: Sequence[CompletedPart]) -> list[CompletedPart]:
-    numbers = [strict_int(p.part_number, "part_number") for p in parts]
+def _check_part_list(
+    record: FileRecord, parts: Sequence[CompletedPart]
+) -> tuple[list[CompletedPart], list[str]]:
+    """The parts in number order, and beside them their ETags as compared (normalize_etag).
+
+    Each ETag is normalized here once: at 10,000 parts, every pass over them counts.
+    """
+    numbers = list(map(_PART_NUMBER, parts))
+    # One look at the types for all 10,000; strict_int says what is wrong with any other value.
+    if set(map(type, numbers)) != {int}:
+        numbers = [strict_int(n, "part_number") for n in numbers]
     expected = list(range(1, record.total_parts + 1))
     if sorted(numbers) != expected:
         seen: set[int] = set()
@@ -76,31 +85,44 @@ def _check_part_list(record: FileRecord, parts: Sequence[CompletedPart]) -> list
             f"parts must list each of parts 1..{record.total_parts} exactly once.",
             {"missing": missing[:20], "duplicates": duplicates[:20], "unexpected": extra[:20]},
         )
-    for part in parts:
-        if not isinstance(part.etag, str) or not normalize_etag(part.etag):
-            raise InvalidInput(f"Part {part.part_number} has no etag.", {"field": "etag"})
-    return sorted(parts, key=lambda p: p.part_number)
+    ordered = sorted(parts, key=_PART_NUMBER)
+    etags = [normalize_etag(p.etag) if isinstance(p.etag, str) else "" for p in ordered]
+    if not all(etags):
+        part = next(p for p in parts if not isinstance(p.etag, str) or not normalize_etag(p.etag))
+        raise InvalidInput(f"Part {part.part_number} has no etag.", {"field": "etag"})
+    return ordered, etags
+
+
+_PART_NUMBER = attrgetter("part_number")
 
 
 def mismatched_parts(
-    record: FileRecord, parts: Sequence[CompletedPart], stored: Sequence[StoredPart]
+    record: FileRecord,
+    parts: Sequence[CompletedPart],
+    stored: Sequence[StoredPart],
+    etags: Sequence[str] | None = None,
 ) -> list[int]:
     """The listed parts the store does not hold as listed: the ones to send again.
 
     A part is wrong when the store lacks it, or holds it with another size than the plan's or
     another ETag than the client's. With every part right, the sizes add up to the file's.
     Parts the store holds beyond the plan are left out of the object and need nothing.
+    `etags`: the parts' ETags already normalized, in the same order, if the caller has them.
     """
+    if etags is None:
+        etags = [normalize_etag(part.etag) for part in parts]
     by_number = {p.part_number: p for p in stored}
     wrong = []
-    for part in parts:
-        held = by_number.get(part.part_number)
+    for part, etag in zip(parts, etags, strict=True):
+        number = part.part_number
+        held = by_number.get(number)
         if (
             held is None
-            or held.size != record.expected_part_size(part.part_number)
-            or normalize_etag(held.etag) != normalize_etag(part.etag)
+            or held.size != record.expected_part_size(number)
+            # As listed first: only an ETag that differs as sent needs normalizing.
+            or (held.etag != etag and normalize_etag(held.etag) != etag)
         ):
-            wrong.append(part.part_number)
+            wrong.append(number)
     return wrong
 
 
@@ -113,16 +135,23 @@ def upload_complete(
         if record.upload_status == Status.COMPLETED and not record.deleted_at:
             return _repeat_completion(record, parts)
         require_open(record, "completed")
-        ordered = _check_part_list(record, parts)
+        ordered, etags = _check_part_list(record, parts)
         handler = get_storage_handler()
         claim = _claim_completion(record, handler.completion_timeout)
+    # Whatever happens, the claim ends with this request. Marking the upload completed clears
+    # it in the same write; any other outcome clears it here.
     try:
-        return _complete_claimed(user, record, handler, ordered)
-    finally:
-        # Whatever happened, the claim ends with this request (completion clears it too).
-        FileRecord.objects.filter(pk=record.pk, completing_since=claim).update(
-            completing_since=None
-        )
+        completed = _complete_claimed(user, record, handler, ordered, etags)
+    except BaseException:
+        _release_claim(record, claim)
+        raise
+    if completed.completing_since is not None:
+        _release_claim(record, claim)
+    return completed
+
+
+def _release_claim(record: FileRecord, claim: Any) -> None:
+    FileRecord.objects.filter(pk=record.pk, completing_since=claim).update(completing_since=None)
 
 
 def _claim_completion(record: FileRecord, timeout: timedelta) -> Any:
@@ -143,28 +172,37 @@ def _claim_completion(record: FileRecord, timeout: timedelta) -> Any:
 
 
 def _complete_claimed(
-    user: User, record: FileRecord, handler: StorageHandler, ordered: list[CompletedPart]
+    user: User,
+    record: FileRecord,
+    handler: StorageHandler,
+    ordered: list[CompletedPart],
+    etags: list[str],
 ) -> FileRecord:
+    digest = parts_digest(ordered, etags)
     upload = multipart(record)
     try:
         stored = handler.list_parts(upload)
     except GoneFromStore:
         # The upload is gone from the store: a completion that crashed after the store
         # finished, or cleanup. The store says which.
-        return _finish_from_store(user, record, handler, ordered)
+        return _finish_from_store(user, record, handler, ordered, digest)
     except StorageError as exc:
         raise _store_failed(record, handler, exc) from exc
-    wrong = mismatched_parts(record, ordered, stored)
+    wrong = mismatched_parts(record, ordered, stored, etags)
     if wrong:
         # Parts vanish from a listing while an abort removes them: then that is the answer.
         # Otherwise nothing is lost: the client sends the wrong parts again.
         raise _ended_meanwhile(record, handler) or PartsMismatch(wrong, record.upload_status)
-    checksums = {part.part_number: part.checksum for part in stored}
-    ordered = [replace(part, checksum=checksums.get(part.part_number, "")) for part in ordered]
+    if any(part.checksum for part in stored):
+        checksums = {part.part_number: part.checksum for part in stored}
+        ordered = [
+            CompletedPart(part.part_number, part.etag, checksums.get(part.part_number, ""))
+            for part in ordered
+        ]
     try:
         info = handler.complete(upload, ordered, content_type=record.file_content_type)
     except GoneFromStore:
-        return _finish_from_store(user, record, handler, ordered)
+        return _finish_from_store(user, record, handler, ordered, digest)
     except PartsRejected as exc:
         # The list matched the store a moment ago: a part was sent again in between.
         raise _parts_rejected(record, handler, ordered) from exc
@@ -178,7 +216,7 @@ def _complete_claimed(
         )
     except StorageError as exc:
         raise _store_failed(record, handler, exc) from exc
-    return _mark_completed(user, record, handler, ordered, info)
+    return _mark_completed(user, record, handler, ordered, info, digest)
 
 
 def _parts_rejected(
@@ -250,7 +288,11 @@ def _repeat_completion(record: FileRecord, parts: Sequence[CompletedPart]) -> Fi
 
 
 def _finish_from_store(
-    user: User, record: FileRecord, handler: StorageHandler, parts: Sequence[CompletedPart]
+    user: User,
+    record: FileRecord,
+    handler: StorageHandler,
+    parts: Sequence[CompletedPart],
+    digest: str,
 ) -> FileRecord:
     try:
         info = handler.head(record.storage_key)
@@ -260,7 +302,7 @@ def _finish_from_store(
         raise _store_failed(record, handler, exc) from exc
     if info is None or info.size != record.file_size:
         _fail(record, handler, "The upload no longer exists in the store.")
-    return _mark_completed(user, record, handler, parts, info)
+    return _mark_completed(user, record, handler, parts, info, digest)
 
 
 def _mark_completed(
@@ -269,32 +311,36 @@ def _mark_completed(
     handler: StorageHandler,
     parts: Sequence[CompletedPart],
     info: ObjectInfo,
+    digest: str,
 ) -> FileRecord:
-    digest = parts_digest(parts)
     problem = _sniffed_type_problem(record, handler)
     if problem:
         delete_object_quietly(handler, record.storage_key)
         _fail(record, handler, problem)
-    with transaction.atomic():
-        # By id: the owner was checked at the start, and a delete meanwhile must not hide it.
-        current = FileRecord.objects.select_for_update().filter(pk=record.pk).first()
-        if current is None:
-            pass
-        elif current.upload_status == Status.COMPLETED and not current.deleted_at:
-            if current.etag_digest == digest:
-                return current
-            raise InvalidTransition("This upload is already completed with other parts.")
-        elif move(
-            current,
-            Status.COMPLETED,
-            uploaded_parts=len(parts),
-            etag=normalize_etag(info.etag),
-            checksum=info.checksum,
-            etag_digest=digest,
-            completed_at=timezone.now(),
-            failure_reason="",
-        ):
+    # One conditional write, which moves the row only while it is still open (see `move`);
+    # `record` then answers as it was read at the start, with this completion's changes.
+    if move(
+        record,
+        Status.COMPLETED,
+        uploaded_parts=len(parts),
+        etag=normalize_etag(info.etag),
+        checksum=info.checksum,
+        etag_digest=digest,
+        completed_at=timezone.now(),
+        failure_reason="",
+        completing_since=None,
+    ):
+        return record
+    # By id: the owner was checked at the start, and a delete meanwhile must not hide it.
+    current = (
+        FileRecord.objects.select_related("created_by", "parent_content_type")
+        .filter(pk=record.pk)
+        .first()
+    )
+    if current is not None and current.upload_status == Status.COMPLETED and not current.deleted_at:
+        if current.etag_digest == digest:
             return current
+        raise InvalidTransition("This upload is already completed with other parts.")
     # Aborted or deleted (cleanup, the owner, staff) while we were completing.
     raise _ended_while_completing(current, handler, record.storage_key)
 

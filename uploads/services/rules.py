@@ -149,8 +149,11 @@ def storage_key(file_id: uuid.UUID) -> str:
     return f"{settings.UPLOADS_KEY_PREFIX}/{timezone.now():%Y/%m/%d}/{file_id.hex}"
 
 
-def parts_digest(parts: Sequence[CompletedPart]) -> str:
-    text = ",".join(f"{p.part_number}:{normalize_etag(p.etag)}" for p in parts)
+def parts_digest(parts: Sequence[CompletedPart], etags: Sequence[str] | None = None) -> str:
+    """What a completion's part list is remembered by; `etags`: normalized, if already known."""
+    if etags is None:
+        etags = [normalize_etag(p.etag) for p in parts]
+    text = ",".join(f"{p.part_number}:{etag}" for p, etag in zip(parts, etags, strict=True))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

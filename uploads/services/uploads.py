@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -111,7 +112,10 @@ def upload_initiate(
     check_type_allowed(declared_type)
     content_type, object_id = resolve_parent(user, parent_content_type, parent_object_id)
     file_id = uuid.uuid4()
-    with transaction.atomic():
+    # A quota is checked and reserved in one transaction with the insert; without a quota the
+    # insert needs none (a transaction costs two more round trips to the database).
+    quota = settings.FILE_UPLOAD_QUOTA_PER_USER is not None
+    with transaction.atomic() if quota else nullcontext():
         _reserve_quota(user, plan_size=size)
         record = FileRecord.objects.create(
             id=file_id,
@@ -130,6 +134,8 @@ def upload_initiate(
             parent_object_id=object_id,
             checksum_algorithm=algorithm,
         )
+    # The answer names its owner: the user at hand, rather than a query for it.
+    record.created_by = user  # type: ignore[assignment]
     handler = get_storage_handler()
     try:
         upload = handler.initiate(
@@ -142,16 +148,29 @@ def upload_initiate(
         # Nothing exists in the store; leave nothing behind in the database either.
         record.delete()
         raise storage_failure(exc) from exc
-    if not move(record, Status.UPLOADING, allowed=[Status.PENDING], upload_id=upload.upload_id):
+    # Sign first, so that one write records the store's upload and keeps it open past its URLs.
+    record.upload_id = upload.upload_id
+    signed: list[PartTarget] | StorageError
+    try:
+        signed = _sign(handler, record, first_batch, part_checksums)
+    except StorageError as exc:
+        signed = exc  # the upload is recorded all the same, so cleanup aborts it in the store
+    expiry = (
+        {"upload_expires_at": _expiry_past_urls()} if isinstance(signed, list) and signed else {}
+    )
+    if not move(
+        record, Status.UPLOADING, allowed=[Status.PENDING], upload_id=upload.upload_id, **expiry
+    ):
         # Aborted or deleted before the store answered: keep the store's upload id on the row,
         # so cleanup aborts it there, and tell the client the upload ended.
         FileRecord.objects.filter(pk=file_id).update(upload_id=upload.upload_id)
         record.refresh_from_db()
         require_open(record, "started")
-    targets = _presign(handler, record, first_batch, part_checksums)
+    if isinstance(signed, StorageError):
+        raise storage_failure(signed) from signed
     return InitiatedUpload(
         file=record,
-        presigned_urls=targets,
+        presigned_urls=signed,
         expires_in=settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION,
     )
 
@@ -160,14 +179,21 @@ def _new_expiry() -> Any:
     return timezone.now() + timedelta(seconds=settings.UPLOADS_EXPIRATION_SECONDS)
 
 
-def _keep_open_while_urls_live(record: FileRecord, urls_expire_in: int) -> None:
-    """Push the upload's expiry past the URLs just signed, and a full expiry window on.
+def _expiry_past_urls() -> Any:
+    """The upload's expiry after signing URLs: past them, and a full expiry window on.
 
-    Called after signing, so no URL signed for the upload outlives it: cleanup never aborts an
+    Taken after signing, so no URL signed for the upload outlives it: cleanup never aborts an
     upload a client can still send parts to. Signing means the client is at work, too.
     """
-    seconds = max(settings.UPLOADS_EXPIRATION_SECONDS, urls_expire_in)
-    expires = timezone.now() + timedelta(seconds=seconds)
+    seconds = max(
+        settings.UPLOADS_EXPIRATION_SECONDS, settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION
+    )
+    return timezone.now() + timedelta(seconds=seconds)
+
+
+def _keep_open_while_urls_live(record: FileRecord) -> None:
+    """Push the upload's expiry past the URLs just signed (never earlier than it was)."""
+    expires = _expiry_past_urls()
     later = Q(upload_expires_at__lt=expires) | Q(upload_expires_at__isnull=True)
     open_rows = FileRecord.objects.open().filter(pk=record.pk)
     if open_rows.filter(later).update(upload_expires_at=expires):
@@ -196,7 +222,7 @@ def _reserve_quota(user: AbstractBaseUser, *, plan_size: int) -> None:
         )
 
 
-def _presign(
+def _sign(
     handler: StorageHandler,
     record: FileRecord,
     numbers: Sequence[int],
@@ -205,19 +231,15 @@ def _presign(
     """Sign URLs that take exactly each part's planned bytes (and checksum, if any)."""
     if not numbers:
         return []
-    expires_in = settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION
     parts = [
         PartToSign(
             n, record.expected_part_size(n), checksums.get(n, ""), (n - 1) * record.part_size
         )
         for n in numbers
     ]
-    try:
-        targets = handler.presign_parts(multipart(record), parts, expires_in=expires_in)
-    except StorageError as exc:
-        raise storage_failure(exc) from exc
-    _keep_open_while_urls_live(record, expires_in)
-    return targets
+    return handler.presign_parts(
+        multipart(record), parts, expires_in=settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION
+    )
 
 
 def upload_abort(*, user: User, file_id: UUID | str) -> FileRecord:
@@ -336,7 +358,11 @@ def upload_presign(
             "to sign.",
             {"field": "checksums", "missing": missing[:20]},
         )
-    targets = _presign(get_storage_handler(), record, unique, part_checksums)
+    try:
+        targets = _sign(get_storage_handler(), record, unique, part_checksums)
+    except StorageError as exc:
+        raise storage_failure(exc) from exc
+    _keep_open_while_urls_live(record)
     return PresignedParts(
         presigned_urls=targets, expires_in=settings.FILE_UPLOAD_PRESIGNED_URL_EXPIRATION
     )
