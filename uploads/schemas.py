@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, NotRequired, TypedDict
 from uuid import UUID
 
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from ninja import Schema
 from pydantic import ConfigDict, Field, StrictInt, ValidationInfo, model_validator
 from pydantic.functional_validators import ModelWrapValidatorHandler
@@ -23,6 +23,20 @@ def _absolute(context: dict[str, Any] | None, url: str) -> str:
         return url
     request = (context or {}).get("request")
     return request.build_absolute_uri(url) if request is not None else url
+
+
+_ANY_ID = "00000000-0000-0000-0000-000000000000"
+_download_paths: dict[tuple[str | None, str], str] = {}
+
+
+def _download_path(file_id: UUID) -> str:
+    """`reverse()` of the download URL, resolved once per URLconf and script prefix: a list
+    page has 50 to 500 of them, and reversing each one was a fifth of its time."""
+    key = (get_urlconf(), get_script_prefix())
+    template = _download_paths.get(key)
+    if template is None:
+        template = _download_paths[key] = reverse("api-1:file_download", args=[_ANY_ID])
+    return template.replace(_ANY_ID, str(file_id))
 
 
 class ErrorOut(Schema):
@@ -98,29 +112,38 @@ class FileOut(Schema):
     checksum: str
     failure_reason: str
 
-    @staticmethod
-    def resolve_url(obj: FileRecord, context: dict[str, Any]) -> str | None:
-        if obj.upload_status != FileRecord.Status.COMPLETED:
-            return None
-        return _absolute(context, reverse("api-1:file_download", args=[obj.pk]))
+    @model_validator(mode="wrap")
+    @classmethod
+    def _from_record(
+        cls, value: Any, handler: ModelWrapValidatorHandler[Any], info: ValidationInfo
+    ) -> Any:
+        """A record's answer, built straight from its attributes: they already have the types
+        above, and reading each through Ninja's per-field getter was a third of the time of a
+        list page (50 to 500 rows)."""
+        if cls is not FileOut or not isinstance(value, FileRecord):
+            return handler(value)
+        user = value.created_by
+        content_type = value.parent_content_type
+        completed = value.upload_status == FileRecord.Status.COMPLETED
+        return cls.model_construct(
+            **{name: getattr(value, name) for name in _RECORD_FIELDS},
+            url=_absolute(info.context, _download_path(value.pk)) if completed else None,
+            created_by=int(value.created_by_id),
+            created_by_name=user.get_full_name() or user.get_username(),
+            parent_content_type=f"{content_type.app_label}.{content_type.model}"
+            if content_type
+            else None,
+            parent_object_id=value.parent_object_id or None,
+        )
 
-    @staticmethod
-    def resolve_created_by(obj: FileRecord) -> int:
-        return int(obj.created_by_id)
 
-    @staticmethod
-    def resolve_created_by_name(obj: FileRecord) -> str:
-        user = obj.created_by
-        return user.get_full_name() or user.get_username()
-
-    @staticmethod
-    def resolve_parent_content_type(obj: FileRecord) -> str | None:
-        content_type = obj.parent_content_type
-        return f"{content_type.app_label}.{content_type.model}" if content_type else None
-
-    @staticmethod
-    def resolve_parent_object_id(obj: FileRecord) -> str | None:
-        return obj.parent_object_id or None
+# FileOut's fields read from the record as they are; the others are computed above.
+_RECORD_FIELDS = tuple(
+    name
+    for name in FileOut.model_fields
+    if name
+    not in {"url", "created_by", "created_by_name", "parent_content_type", "parent_object_id"}
+)
 
 
 class PartTargetOut(TypedDict):
