@@ -272,8 +272,15 @@ def upload_progress(records: list[FileRecord]) -> dict[str, UploadProgress]:
 
 def upload_accepts_part(*, file_id: str, upload_id: str, part_number: int) -> bool:
     """Whether a part link still leads to an open upload that has this part."""
+    if part_number < 1:
+        return False
+    # Asked on every part PUT: the database answers yes or no, no row comes back.
     try:
-        record = FileRecord.objects.filter(pk=file_id, upload_id=upload_id).first()
+        return FileRecord.objects.filter(
+            pk=file_id,
+            upload_id=upload_id,
+            upload_status__in=FileRecord.OPEN_STATES,
+            total_parts__gte=part_number,
+        ).exists()
     except (ValidationError, ValueError):
         return False
-    return record is not None and record.is_open and 1 <= part_number <= record.total_parts
