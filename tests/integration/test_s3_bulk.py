@@ -174,6 +174,15 @@ def test_a_200_answer_with_an_error_body_is_an_error(handler: S3StorageHandler) 
             handler.list_parts(upload)
     finally:
         handler.client.meta.events.unregister("before-send.s3.ListParts", unique_id="t200")
+    # A page cut short is retried and raised, as botocore's own check did.
+    handler.client.meta.events.register(
+        "before-send.s3.ListParts", answer_200(b"<ListPartsResult><Part>"), unique_id="t200"
+    )
+    try:
+        with pytest.raises(StorageBusy):
+            handler.list_parts(upload)
+    finally:
+        handler.client.meta.events.unregister("before-send.s3.ListParts", unique_id="t200")
     # Nothing was completed: the real store still holds the open upload.
     assert [p.part_number for p in handler.list_parts(upload)] == [1]
     handler.abort(upload)

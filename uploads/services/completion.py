@@ -119,8 +119,10 @@ def mismatched_parts(
         if (
             held is None
             or held.size != record.expected_part_size(number)
-            # As listed first: only an ETag that differs as sent needs normalizing.
-            or (held.etag != etag and normalize_etag(held.etag) != etag)
+            # As listed first, or quoted as S3 lists it: only another form needs normalizing.
+            or (
+                held.etag != etag and held.etag != f'"{etag}"' and normalize_etag(held.etag) != etag
+            )
         ):
             wrong.append(number)
     return wrong

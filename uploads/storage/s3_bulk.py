@@ -8,17 +8,17 @@ Everything else stays botocore's: endpoint, signing, TLS, timeouts, retries, and
 (which botocore still parses and raises as ClientError, so the handler's mapping is unchanged).
 Two event hooks, active only while `raw_list_parts()` / `complete_body()` is in effect on the
 calling thread, so other users of the same client see botocore's normal behaviour:
-- `before-parse.s3.ListParts`: a successful page's XML is handed to us instead of the parser,
-  and read here with ElementTree (C-accelerated).
+- `before-parse.s3.*`, in place of botocore's own check for S3's "200 with an <Error> body"
+  (which parses every 200 body into a tree, then drops it): a ListParts page is parsed once,
+  checked the same way (unreadable or <Error> -> 500, retried and raised as botocore does), and
+  its tree handed to us instead of the parser. Every other response goes to botocore's check.
 - `before-call.s3.CompleteMultipartUpload`: the request body is replaced, before it is
   checksummed and signed, by the one built here (the same bytes botocore's serializer writes).
-
-botocore turns S3's "200 with an <Error> body" into a 500 before-parse (REGISTER_FIRST), so such
-a page or completion never reaches these hooks and is raised as the error it is.
 """
 
 from __future__ import annotations
 
+import weakref
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +27,9 @@ from datetime import datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
+from botocore.handlers import (  # type: ignore[attr-defined]
+    _handle_200_error as _botocore_200_error,
+)
 from botocore.utils import parse_timestamp
 
 from .base import CompletedPart, StorageError, StoredPart
@@ -37,12 +40,35 @@ _listing_raw: ContextVar[bool] = ContextVar("uploads_s3_listing_raw", default=Fa
 _completion_body: ContextVar[bytes | None] = ContextVar("uploads_s3_completion_body", default=None)
 
 
-def _keep_list_parts_body(
-    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+def _check_200_error(
+    operation_model: Any,
+    response_dict: dict[str, Any],
+    customized_response_dict: dict[str, Any] | None = None,
+    **kwargs: Any,
 ) -> None:
-    if _listing_raw.get() and response_dict["status_code"] == 200:
-        customized_response_dict[_RAW_BODY] = response_dict["body"]
-        response_dict["body"] = b""
+    body = response_dict.get("body")
+    if not (
+        operation_model.name == "ListParts"
+        and _listing_raw.get()
+        and customized_response_dict is not None
+        and response_dict.get("status_code") == 200
+        and body
+    ):
+        _botocore_200_error(operation_model=operation_model, response_dict=response_dict, **kwargs)
+        return
+    # botocore's _looks_like_special_case_error, keeping the tree.
+    try:
+        parser = ET.XMLParser(target=ET.TreeBuilder(), encoding="utf-8")
+        parser.feed(body)
+        root = parser.close()
+    except ET.ParseError:
+        root = None
+    if root is None or root.tag == "Error":
+        # A page cut short, or an error: botocore retries it, then raises it from the body.
+        response_dict["status_code"] = 500
+        return
+    customized_response_dict[_RAW_BODY] = root
+    response_dict["body"] = b""
 
 
 def _set_completion_body(params: dict[str, Any], **_: Any) -> None:
@@ -51,22 +77,30 @@ def _set_completion_body(params: dict[str, Any], **_: Any) -> None:
         params["body"] = body
 
 
+_installed: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def install(client: Any) -> None:
-    """Register both hooks on `client` (idempotent; inert until switched on per call)."""
+    """Register both hooks on `client` (once; inert until switched on per call)."""
+    if client in _installed:
+        return
     events = client.meta.events
-    events.register(
-        "before-parse.s3.ListParts", _keep_list_parts_body, unique_id="uploads-raw-list-parts"
+    # Only this client's copy of botocore's handlers changes; the replacement delegates.
+    events.unregister("before-parse.s3.*", _botocore_200_error)
+    events.register_first(
+        "before-parse.s3.*", _check_200_error, unique_id="uploads-list-parts-200-error"
     )
     events.register(
         "before-call.s3.CompleteMultipartUpload",
         _set_completion_body,
         unique_id="uploads-completion-body",
     )
+    _installed.add(client)
 
 
 @contextmanager
 def raw_list_parts() -> Iterator[None]:
-    """ListParts responses inside this block carry their XML under `raw_body()`'s key."""
+    """ListParts responses inside this block carry their XML tree under `raw_body()`'s key."""
     token = _listing_raw.set(True)
     try:
         yield
@@ -84,9 +118,9 @@ def completion_body(body: bytes) -> Iterator[None]:
         _completion_body.reset(token)
 
 
-def raw_body(response: dict[str, Any]) -> bytes:
+def raw_body(response: dict[str, Any]) -> ET.Element:
     try:
-        body: bytes = response[_RAW_BODY]
+        body: ET.Element = response[_RAW_BODY]
     except KeyError:
         # The hook did not run (not installed on this client): never guess an empty page.
         raise StorageError("list_parts: raw response body missing") from None
@@ -114,14 +148,18 @@ class _Timestamps:
 
 
 def parse_list_parts(
-    body: bytes, checksum_algorithm: str, timestamps: _Timestamps | None = None
+    body: bytes | ET.Element, checksum_algorithm: str, timestamps: _Timestamps | None = None
 ) -> tuple[list[StoredPart], int | None]:
-    """The parts of one ListParts page, and the marker of the next page (None on the last)."""
+    """The parts of one ListParts page (its bytes or its parsed tree), and the marker of the
+    next page (None on the last)."""
     timestamps = timestamps or _Timestamps()
-    try:
-        root = ET.fromstring(body)
-    except ET.ParseError as exc:
-        raise StorageError(f"list_parts: unreadable response: {exc}") from exc
+    if isinstance(body, ET.Element):
+        root = body
+    else:
+        try:
+            root = ET.fromstring(body)
+        except ET.ParseError as exc:
+            raise StorageError(f"list_parts: unreadable response: {exc}") from exc
     parts: list[StoredPart] = []
     truncated = False
     next_marker: int | None = None
@@ -181,15 +219,20 @@ def list_all_parts(
             marker = next_marker
 
 
+def _xml_text(value: str) -> str:
+    # ETags and checksums hardly ever hold a character to escape; look before escaping.
+    return escape(value) if "&" in value or "<" in value or ">" in value else value
+
+
 def completion_xml(parts: Sequence[CompletedPart], checksum_algorithm: str) -> bytes:
     """The CompleteMultipartUpload body, as botocore's serializer writes it."""
     tag = f"Checksum{checksum_algorithm}" if checksum_algorithm else ""
     chunks = [f'<CompleteMultipartUpload xmlns="{_S3_NS}">']
     for part in parts:
-        checksum = f"<{tag}>{escape(part.checksum)}</{tag}>" if tag and part.checksum else ""
+        checksum = f"<{tag}>{_xml_text(part.checksum)}</{tag}>" if tag and part.checksum else ""
         chunks.append(
             f"<Part><PartNumber>{int(part.part_number)}</PartNumber>"
-            f"<ETag>{escape(part.etag)}</ETag>{checksum}</Part>"
+            f"<ETag>{_xml_text(part.etag)}</ETag>{checksum}</Part>"
         )
     chunks.append("</CompleteMultipartUpload>")
     return "".join(chunks).encode()
