@@ -93,7 +93,11 @@ def moto_s3() -> Iterator[tuple[str, Any]]:
         region_name="us-east-1",
         aws_access_key_id="bench",
         aws_secret_access_key="bench",
-        config=cast(Config, options["client_config"]),
+        # Waits as long as the app's own completion client does: moto takes seconds to join a
+        # GiB of parts, past the short read timeout of every other call.
+        config=cast(Config, options["client_config"]).merge(
+            Config(read_timeout=settings.AWS_S3_COMPLETE_READ_TIMEOUT)
+        ),
     )
     client.create_bucket(Bucket="bench")
     s3_storage = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}
