@@ -17,8 +17,9 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from tests.helpers import assert_error
 from uploads.models import FileRecord
-from uploads.services import cleanup
+from uploads.services import cleanup, completion
 from uploads.storage.local import LocalStorageHandler
 from uploads.storage.local import handler as local_handler
 
@@ -259,3 +260,86 @@ def test_a_second_complete_must_not_delete_the_first_ones_object(user, monkeypat
     stored = Path(settings.MEDIA_ROOT) / current.storage_key
     assert stored.is_file(), "completed, but the object is gone"
     assert stored.read_bytes() == content
+
+
+# --- the claim: a conditional write of the row as read ----------------------------------------
+# Complete reads the row, checks it and claims it in one conditional write, with no transaction
+# between: whatever another request does to the row in between, the claim does not overwrite.
+
+
+def _between_read_and_claim(monkeypatch: Any, change: Any) -> list[int]:
+    """Run `change` once, after complete has checked the row and before it claims it."""
+    real = completion._check_part_list
+    runs: list[int] = []
+
+    def checked(record: FileRecord, parts: Any) -> Any:
+        result = real(record, parts)
+        if not runs:
+            change(record)
+        runs.append(1)
+        return result
+
+    monkeypatch.setattr(completion, "_check_part_list", checked)
+    return runs
+
+
+def test_a_claim_taken_by_another_request_in_between_answers_409(api, monkeypatch):
+    body, content, parts = completable(api)
+    rows = FileRecord.objects.filter(pk=body["id"])
+    _between_read_and_claim(monkeypatch, lambda _: rows.update(completing_since=timezone.now()))
+
+    response = complete(api, body, parts)
+
+    assert_error(response, 409, "invalid_state")
+    assert "being completed by another request" in response.json()["detail"]
+    assert rows.get().upload_status == Status.UPLOADING
+    assert not (Path(settings.MEDIA_ROOT) / rows.get().storage_key).exists()
+
+
+@pytest.mark.parametrize("ending", ["abort", "delete"])
+def test_an_upload_ended_in_between_is_not_claimed(api, monkeypatch, ending):
+    body, _, parts = completable(api)
+    rows = FileRecord.objects.filter(pk=body["id"])
+
+    def end(record: FileRecord) -> None:
+        if ending == "abort":
+            rows.update(upload_status=Status.ABORTED)
+        else:
+            rows.update(deleted_at=timezone.now())
+
+    runs = _between_read_and_claim(monkeypatch, end)
+
+    response = complete(api, body, parts)
+
+    assert_error(response, 409, "invalid_state")
+    assert len(runs) == 1, "read again, the ended upload is refused before its parts are checked"
+    assert rows.get().completing_since is None
+    assert not (Path(settings.MEDIA_ROOT) / rows.get().storage_key).exists()
+
+
+def test_a_lapsed_claim_renewed_in_between_is_not_taken_over(api, monkeypatch):
+    """Two requests find the same lapsed claim: only the first to write it completes."""
+    body, content, parts = completable(api)
+    rows = FileRecord.objects.filter(pk=body["id"])
+    rows.update(completing_since=timezone.now() - timedelta(hours=1))
+    _between_read_and_claim(monkeypatch, lambda _: rows.update(completing_since=timezone.now()))
+
+    response = complete(api, body, parts)
+
+    assert_error(response, 409, "invalid_state")
+    assert rows.get().upload_status == Status.UPLOADING
+
+
+def test_a_claim_released_in_between_is_read_again_and_taken(api, monkeypatch):
+    body, content, parts = completable(api)
+    rows = FileRecord.objects.filter(pk=body["id"])
+    rows.update(completing_since=timezone.now() - timedelta(hours=1))
+    runs = _between_read_and_claim(monkeypatch, lambda _: rows.update(completing_since=None))
+
+    response = complete(api, body, parts)
+
+    assert response.status_code == 200, response.content
+    assert len(runs) == 2, "the claim lost to the change, and the row was read again"
+    record = rows.get()
+    assert (record.upload_status, record.completing_since) == (Status.COMPLETED, None)
+    assert (Path(settings.MEDIA_ROOT) / record.storage_key).read_bytes() == content

@@ -16,7 +16,6 @@ from uuid import UUID
 
 import filetype
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from uploads.errors import (
@@ -34,7 +33,7 @@ from uploads.services.shared import (
     User,
     abort_quietly,
     delete_object_quietly,
-    locked,
+    find,
     move,
     multipart,
     require_open,
@@ -59,6 +58,8 @@ Status = FileRecord.Status
 
 # Bytes read from a completed file to find its real type.
 SNIFF_BYTES = 8192
+# Reads of the row before a completion gives up on claiming it (each lost to another change).
+CLAIM_ATTEMPTS = 3
 
 
 # --- Complete ------------------------------------------------------------------------------
@@ -131,15 +132,22 @@ def mismatched_parts(
 def upload_complete(
     *, user: User, file_id: UUID | str, parts: Sequence[CompletedPart]
 ) -> FileRecord:
-    with transaction.atomic():
+    handler = get_storage_handler()
+    # Read, check, claim: the claim is one conditional write of the row as it was read, so
+    # a row that another request changed meanwhile is read and checked again, never
+    # overwritten. No transaction: it would cost two more round trips to the database.
+    for _ in range(CLAIM_ATTEMPTS):
         # The owner's deleted uploads too: completing one says why it cannot (409), not 404.
-        record = locked(user, file_id, staff_ok=False, deleted_ok=True)
+        record = find(user, file_id, staff_ok=False, deleted_ok=True)
         if record.upload_status == Status.COMPLETED and not record.deleted_at:
             return _repeat_completion(record, parts)
         require_open(record, "completed")
         ordered, etags = _check_part_list(record, parts)
-        handler = get_storage_handler()
         claim = _claim_completion(record, handler.completion_timeout)
+        if claim is not None:
+            break
+    else:
+        raise _being_completed(record)
     # Whatever happens, the claim ends with this request. Marking the upload completed clears
     # it in the same write; any other outcome clears it here.
     try:
@@ -156,21 +164,30 @@ def _release_claim(record: FileRecord, claim: Any) -> None:
     FileRecord.objects.filter(pk=record.pk, completing_since=claim).update(completing_since=None)
 
 
-def _claim_completion(record: FileRecord, timeout: timedelta) -> Any:
+def _claim_completion(record: FileRecord, timeout: timedelta) -> Any | None:
     """Mark the row as being completed, so a second complete answers 409 instead of racing.
 
     The claim is a timestamp, not a held lock: no lock spans the store's calls, and a claim
-    left by a crashed process lapses after the store's completion timeout.
+    left by a crashed process lapses after the store's completion timeout. None: the row is
+    no longer as `record` read it (claimed, ended or deleted since); read it again.
     """
     now = timezone.now()
     if record.completing_since and now - record.completing_since < timeout:
-        raise InvalidTransition(
-            "This upload is being completed by another request; try again shortly.",
-            {"upload_status": record.upload_status},
-        )
+        raise _being_completed(record)
+    as_read = FileRecord.objects.open().filter(
+        pk=record.pk, deleted_at__isnull=True, completing_since=record.completing_since
+    )
+    if not as_read.update(completing_since=now):
+        return None
     record.completing_since = now
-    record.save(update_fields=["completing_since"])
     return now
+
+
+def _being_completed(record: FileRecord) -> InvalidTransition:
+    return InvalidTransition(
+        "This upload is being completed by another request; try again shortly.",
+        {"upload_status": record.upload_status},
+    )
 
 
 def _complete_claimed(

@@ -40,9 +40,23 @@ STORAGE_RETRY_AFTER = 5
 def locked(
     user: User, file_id: UUID | str, *, staff_ok: bool = True, deleted_ok: bool = False
 ) -> FileRecord:
+    return find(user, file_id, staff_ok=staff_ok, deleted_ok=deleted_ok, for_update=True)
+
+
+def find(
+    user: User,
+    file_id: UUID | str,
+    *,
+    staff_ok: bool = True,
+    deleted_ok: bool = False,
+    for_update: bool = False,
+) -> FileRecord:
+    """The file `user` may see (404 otherwise), row-locked with `for_update`."""
     queryset = FileRecord.objects.visible_to(user, staff_ok=staff_ok, deleted_ok=deleted_ok)
+    if for_update:
+        queryset = queryset.select_for_update(of=("self",))
     try:
-        return queryset.select_for_update(of=("self",)).get(pk=file_id)
+        return queryset.get(pk=file_id)
     except (FileRecord.DoesNotExist, ValidationError, ValueError) as exc:
         raise UploadNotFound() from exc
 

@@ -1,7 +1,7 @@
 """Upload lifecycle: initiate → (parts go straight to the store) → complete, or abort.
 
-Completion is in completion.py. Every state change locks the row and re-checks the state; no
-lock is held across a call to the store.
+Completion is in completion.py. Every state change re-checks the state where it writes (a locked
+row, or one conditional UPDATE); no lock is held across a call to the store.
 """
 
 from __future__ import annotations
