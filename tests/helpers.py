@@ -182,13 +182,11 @@ class HttpApi:
 
 def local_part_files(directory: Path) -> list[Path]:
     """Part records and leftovers in a local upload's directory: everything but the object
-    being assembled, its lock and the parts' claims."""
+    being assembled and the parts' claims."""
     if not directory.exists():
         return []
     return sorted(
-        p
-        for p in directory.iterdir()
-        if p.name not in {"object", "lock"} and not p.name.endswith(".claim")
+        p for p in directory.iterdir() if p.name != "object" and not p.name.endswith(".claim")
     )
 
 

@@ -1,7 +1,8 @@
 """Local-disk store: the Django app itself plays S3's part endpoint. Single-machine by nature.
 
 Each upload has a directory under UPLOADS_LOCAL_PARTS_DIR (on the file system of MEDIA_ROOT)
-holding `object`, the file being assembled, and `lock`:
+holding `object`, the file being assembled. The directory is also the upload's lock: PUTs that
+write into `object` hold it shared, completion holds it exclusively (flock on the directory).
 
 - Each byte is written once. A part PUT writes straight into `object` at the part's offset when
   it holds the part's claim and no stored copy of the part lives there; any other PUT of that
@@ -12,9 +13,10 @@ holding `object`, the file being assembled, and `lock`:
   hex>.<i|s>`; `i`: the bytes are in `object`, `s`: they are in the file of that name. A record
   is replaced by renaming a new link over it (atomic; the last PUT to finish wins), so a re-sent
   part replaces the earlier one, as on S3, and a PUT looks at its own part's record only.
-- Complete holds `lock` exclusively: it checks the records, copies the parts that live in files
-  of their own into place (only re-sent or raced parts), syncs, links `object` at the key (atomic,
-  never replacing) and removes the directory. Killed at any step, the next complete finishes.
+- Complete holds the directory's lock exclusively: it checks the records, copies the parts that
+  live in files of their own into place (only re-sent or raced parts), syncs, links `object` at
+  the key (atomic, never replacing) and removes the directory. Killed at any step, the next
+  complete finishes.
 """
 
 from __future__ import annotations
@@ -63,7 +65,6 @@ from .errors import BodyCutShort, ChecksumRefused, LengthMissing, WrongLength
 from .tokens import DownloadGrant, PartGrant, download_token, part_token
 
 OBJECT = "object"
-LOCK = "lock"
 # Prefix of a completed upload's directory, set aside until cleanup removes it.
 DISCARDED = ".done-"
 # Large enough to keep syscalls few, small enough that memory stays flat for 5 GiB parts.
@@ -175,6 +176,14 @@ class _Checksum:
         if self._sha is not None:
             return self._sha.digest()
         return self._crc.to_bytes(4, "big") if self.algorithm == "CRC32" else b""
+
+
+def _open_lock(directory: Path) -> int:
+    """The upload's lock (its directory, opened); GoneFromStore once the upload has ended."""
+    try:
+        return os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError as exc:
+        raise GoneFromStore(f"upload {directory.name} has ended") from exc
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -296,9 +305,9 @@ class LocalStorageHandler:
         upload_id = secrets.token_hex(16)
         directory = self._upload_dir(upload_id)
         try:
+            # Each file created costs the file system far more than opening one: two, no more.
             directory.mkdir(parents=True)
             (directory / OBJECT).touch(mode=0o600)
-            (directory / LOCK).touch(mode=0o600)
         except OSError as exc:
             shutil.rmtree(directory, ignore_errors=True)
             raise os_storage_error("cannot create the upload's directory", exc) from exc
@@ -349,10 +358,7 @@ class LocalStorageHandler:
                 received=length,
             )
         directory = self._upload_dir(grant.upload_id)
-        try:
-            lock = os.open(directory / LOCK, os.O_RDWR)
-        except FileNotFoundError as exc:
-            raise GoneFromStore(f"upload {grant.upload_id} has ended") from exc
+        lock = _open_lock(directory)
         claim: int | None = None
         temp: Path | None = None
         try:
@@ -501,10 +507,7 @@ class LocalStorageHandler:
         self, upload: MultipartUpload, parts: Sequence[CompletedPart], *, content_type: str
     ) -> ObjectInfo:
         directory = self._upload_dir(upload.upload_id)
-        try:
-            lock = os.open(directory / LOCK, os.O_RDWR)
-        except FileNotFoundError as exc:
-            raise GoneFromStore(f"upload {upload.upload_id} has ended") from exc
+        lock = _open_lock(directory)
         try:
             self._lock_exclusive(lock)
             chosen = self._records_for(directory, parts)
