@@ -221,10 +221,12 @@ def test_an_expired_url_is_signed_again(
 
     assert result.file.upload_status == "completed"
     assert [status for r, status in parts.statuses if part_number(r) == 2] == [403, 200]
-    # Signed with its batch, then once more on its own, with the same checksum.
+    # Signed once, then once more after the 403, with the same checksum. Which other parts
+    # share either call depends on how far the hashing thread has got (part 3 may or may not
+    # be hashed yet): not asserted.
     signed = [Recording.body(r) for r in api.calls("POST", "/presign")]
     with_two = [body for body in signed if 2 in body["part_numbers"]]
-    assert len(with_two) == 2 and with_two[1]["part_numbers"] == [2]
+    assert len(with_two) == 2, signed
     checksum = sha256_b64(content[part_size : 2 * part_size])
     assert with_two[0]["checksums"]["2"] == with_two[1]["checksums"]["2"] == checksum
     assert client.download(result.file.id, tmp_path / "copy.bin").read_bytes() == content
