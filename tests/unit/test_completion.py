@@ -284,7 +284,7 @@ def _between_read_and_claim(monkeypatch: Any, change: Any) -> list[int]:
 
 
 def test_a_claim_taken_by_another_request_in_between_answers_409(api, monkeypatch):
-    body, content, parts = completable(api)
+    body, _, parts = completable(api)
     rows = FileRecord.objects.filter(pk=body["id"])
     _between_read_and_claim(monkeypatch, lambda _: rows.update(completing_since=timezone.now()))
 
@@ -319,7 +319,7 @@ def test_an_upload_ended_in_between_is_not_claimed(api, monkeypatch, ending):
 
 def test_a_lapsed_claim_renewed_in_between_is_not_taken_over(api, monkeypatch):
     """Two requests find the same lapsed claim: only the first to write it completes."""
-    body, content, parts = completable(api)
+    body, _, parts = completable(api)
     rows = FileRecord.objects.filter(pk=body["id"])
     rows.update(completing_since=timezone.now() - timedelta(hours=1))
     _between_read_and_claim(monkeypatch, lambda _: rows.update(completing_since=timezone.now()))
