@@ -26,6 +26,7 @@ from django.utils import timezone
 from tests.helpers import HttpApi
 from uploads.models import FileRecord
 from uploads.services.cleanup import reconcile_storage
+from uploads.storage.local import handler as local_handler
 
 from .support import MIB, local_parts, md5, payload
 
@@ -333,10 +334,18 @@ def test_a_dry_run_reconcile_keeps_what_complete_set_aside(http_api: HttpApi) ->
     assert set_aside.is_dir(), "a dry run must change nothing in the store"
 
 
+@pytest.mark.parametrize("write_behind", [True, False], ids=["sync_file_range", "fdatasync"])
 @pytest.mark.parametrize("part_size", [3 * MIB, 3 * MIB + 5])
-def test_parts_at_any_offset_and_length_are_stored_whole(http_api: HttpApi, part_size: int) -> None:
-    """Parts of a MiB and more are written around the page cache where their offset and length
-    allow it, and through it where not (an unaligned offset or tail): every byte arrives."""
+def test_parts_at_any_offset_and_length_are_stored_whole(
+    http_api: HttpApi, part_size: int, write_behind: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts of several write buffers, at offsets aligned or not, arrive byte for byte: with
+    each buffer's writeback started as it is written (Linux), and with the final sync alone
+    (where sync_file_range is missing)."""
+    if write_behind:
+        assert local_handler._sync_file_range is not None, "Linux offers sync_file_range"
+    else:
+        monkeypatch.setattr(local_handler, "_sync_file_range", None)
     content = payload(2 * part_size + 12345, seed=23)
     upload = http_api.initiate(len(content), part_size=part_size)
     parts = http_api.put_parts(upload, content)

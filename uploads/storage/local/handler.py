@@ -22,22 +22,21 @@ write into `object` hold it shared, completion holds it exclusively (flock on th
 from __future__ import annotations
 
 import base64
-import contextlib
+import ctypes
 import errno
 import fcntl
 import hashlib
-import mmap
 import os
 import re
 import secrets
 import shutil
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from django.conf import settings
 from django.core.files.storage import Storage
@@ -227,49 +226,54 @@ def _fill(body: Body, buffer: memoryview) -> int:
     return filled
 
 
-# Direct writes need the buffer, the file offset and the length aligned to the device's block
-# size: 4 KiB covers the common ones.
-_ALIGN = 4096
-_O_DIRECT = getattr(os, "O_DIRECT", 0)
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """Linux's sync_file_range(2), which the os module does not offer; None elsewhere."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return cast(Callable[[int, int, int, int], int], function)
+
+
+_sync_file_range = _load_sync_file_range()
+# From <fcntl.h>.
+_START_WRITEBACK = 2  # SYNC_FILE_RANGE_WRITE
+_WAIT_WRITTEN = 1 | 2 | 4  # SYNC_FILE_RANGE_WAIT_BEFORE | WRITE | WAIT_AFTER
 
 
 class _PartWriter:
-    """Writes a part's bytes at their place, around the page cache where it can (O_DIRECT).
+    """Writes a part's bytes at their place and has the disk take them while the body arrives.
 
-    Written through the page cache, each byte is copied once more by the kernel and then held
-    dirty until the part's sync writes it all at once; written directly, it goes to the disk
-    while the body still arrives, and the sync before the 200 has little left to do. Measured
-    here, 1 GiB over two connections with MD5: 160-220 MB/s through the cache, 360 MB/s direct.
-    What cannot go direct (a part's unaligned tail, a file system without direct I/O such as
-    tmpfs, a small part) goes through `target`, the ordinary descriptor.
+    Through the page cache alone, a part's bytes would wait dirty for its sync to write them all
+    at once, and syncing the object would also write what the other PUTs into it hold dirty;
+    written direct (O_DIRECT), every chunk waits for the disk. Here each chunk's writeback
+    starts as soon as it is written, the sync before the 200 waits for this part's range only,
+    and the written pages then leave the cache. Measured here, 1 GiB and 4 GiB over four
+    connections against `dd conv=fdatasync`: 0.64-0.82x direct, 0.86-1.09x this way. Where
+    sync_file_range is missing (not Linux), the fdatasync after the body does all the work.
     """
 
-    def __init__(self, target: int, path: Path, position: int, length: int) -> None:
-        self.target = target
-        self.direct: int | None = None
-        if _O_DIRECT and position % _ALIGN == 0 and length >= CHUNK_SIZE:
-            # EINVAL: no direct I/O on this file system.
-            with contextlib.suppress(OSError):
-                self.direct = os.open(path, os.O_WRONLY | _O_DIRECT)
+    def __init__(self, fd: int, position: int) -> None:
+        self.fd = fd
+        self.start = self.end = position
 
     def write(self, chunk: memoryview, position: int) -> None:
-        if self.direct is not None:
-            aligned = len(chunk) - len(chunk) % _ALIGN
-            try:
-                written = os.pwrite(self.direct, chunk[:aligned], position) if aligned else 0
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                # The device wants a larger alignment: the rest goes through the cache.
-                self.close()
-                written = 0
-            chunk, position = chunk[written:], position + written
-        _write_all(self.target, chunk, position)
+        _write_all(self.fd, chunk, position)
+        self.end = max(self.end, position + len(chunk))
+        # A hint: errors, if any, come back from the fdatasync in `sync`.
+        if _sync_file_range:
+            _sync_file_range(self.fd, position, len(chunk), _START_WRITEBACK)
 
-    def close(self) -> None:
-        if self.direct is not None:
-            os.close(self.direct)
-            self.direct = None
+    def sync(self) -> None:
+        """The part's bytes and the file's metadata on disk: a 200 promises both, as S3's does."""
+        length = self.end - self.start
+        if _sync_file_range and length:
+            _sync_file_range(self.fd, self.start, length, _WAIT_WRITTEN)
+        _datasync(self.fd)
+        if length and hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(self.fd, self.start, length, os.POSIX_FADV_DONTNEED)
 
 
 def _copy_into(source: Path, target_fd: int, offset: int, size: int) -> None:
@@ -371,13 +375,11 @@ class LocalStorageHandler:
                 temp = directory / f".{number:05d}.{secrets.token_hex(8)}.tmp"
                 target = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 position = 0
-            writer = _PartWriter(target, temp or directory / OBJECT, position, length)
+            writer = _PartWriter(target, position)
             try:
                 etag, checksum = self._stream(grant, body, writer, position, length)
-                # A 200 promises the part survives a crash, as S3's does.
-                _datasync(target)
+                writer.sync()
             finally:
-                writer.close()
                 os.close(target)
             if claim is None:
                 # Completion holds the lock exclusively while it reads the records.
@@ -432,10 +434,8 @@ class LocalStorageHandler:
         verifier = _Checksum(grant.checksum_algorithm)
         # One buffer per PUT, filled in place: no bytes object per read. Hashing and writing
         # a full buffer at a time keeps the calls few; both release the GIL, so the PUTs of
-        # one worker's threads hash in parallel. Mapped memory is page-aligned, as direct
-        # writes need.
-        size = min(CHUNK_SIZE, length)
-        buffer = memoryview(mmap.mmap(-1, size) if writer.direct is not None else bytearray(size))
+        # one worker's threads hash in parallel.
+        buffer = memoryview(bytearray(min(CHUNK_SIZE, length)))
         received = 0
         while received < length:
             filled = _fill(body, buffer[: length - received])
