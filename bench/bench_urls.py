@@ -2,7 +2,8 @@
 
 It is the baseline for the server benches: the same gunicorn workers, middleware and Ninja
 machinery, with no authentication, database or service work. `GET /bench/constant-jwt` adds
-only JWT authentication (no database hit beyond the user lookup) to show what auth costs.
+only the API's token authentication (the JWT, the user lookup and the password stamp every API
+call checks) to show what authentication costs.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from typing import Any
 from django.http import HttpRequest
 from django.urls import path
 from ninja import NinjaAPI
-from ninja_jwt.authentication import JWTAuth
-
 from project.urls import urlpatterns as project_urlpatterns
+from uploads.auth import token_auth
 
 bench_api = NinjaAPI(title="bench", version="bench", urls_namespace="bench", docs_url=None)
 
@@ -24,7 +24,7 @@ def constant(request: HttpRequest) -> dict[str, Any]:
     return {"ok": True}
 
 
-@bench_api.get("/constant-jwt", auth=JWTAuth())
+@bench_api.get("/constant-jwt", auth=token_auth)
 def constant_jwt(request: HttpRequest) -> dict[str, Any]:
     return {"ok": True}
 

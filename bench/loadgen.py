@@ -70,10 +70,19 @@ def bare(http: Http) -> None:
         raise RuntimeError(f"bare: {status} {body}")
 
 
+def authenticated(http: Http) -> None:
+    status, body = http.json("GET", "/bench/constant-jwt")
+    if status != 200:
+        raise RuntimeError(f"authenticated: {status} {body}")
+
+
+OPERATIONS = {"cycle": cycle, "bare": bare, "authenticated": authenticated}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--base", required=True)
-    parser.add_argument("--mode", choices=["cycle", "bare"], required=True)
+    parser.add_argument("--mode", choices=sorted(OPERATIONS), required=True)
     parser.add_argument("--token", default="")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds not counted")
@@ -83,7 +92,7 @@ def main() -> None:
     host = urlsplit(args.base).hostname
     if host not in ("127.0.0.1", "localhost"):
         sys.exit(f"loopback only, not {host}")
-    operation = cycle if args.mode == "cycle" else bare
+    operation = OPERATIONS[args.mode]
     start = time.perf_counter() + args.warmup
     end = start + args.seconds
     lock = threading.Lock()

@@ -6,7 +6,9 @@ Each cycle uploads a one-part 1 KiB file: initiate, PUT the part to the app's lo
 complete; the note gives each step's p50, so a cycle's time can be told apart (the PUT is the
 local store's). Goal: with persistent database connections, as production runs, at least
 GOAL_RATIO of the bare endpoint's cycles (its req/s ÷ 3); the same with a new connection per
-request is reported beside it.
+request is reported beside it. So is the ceiling that authentication alone leaves: the cycles/s
+if initiate and complete did nothing but the token check every API call makes (measured on the
+same endpoint behind that check), which tells how much of the budget is left for the work.
 
 The load comes from bench/loadgen.py in a process of its own (threads with keep-alive
 connections, loopback only, bounded in time and count). Note that on a 2-core machine the load
@@ -113,6 +115,7 @@ def run(quick: bool = False) -> list[Row]:
         ) as server:
             server.warm_up()
             bare = load(server, "bare", token, seconds, warmup)
+            authenticated = load(server, "authenticated", token, seconds, warmup)
             cycles = load(server, "cycle", token, seconds, warmup)
         # The same with a new database connection per request: how much of a cycle that costs.
         with Server(
@@ -132,6 +135,7 @@ def run(quick: bool = False) -> list[Row]:
     api_rps = cycles["per_second"] * REQUESTS_PER_CYCLE
     per_cycle = bare["per_second"] / REQUESTS_PER_CYCLE
     ratio = cycles["per_second"] / per_cycle if per_cycle else 0.0
+    ceiling = _auth_ceiling(bare["per_second"], authenticated["per_second"])
     return [
         Row(
             measure=f"API cycles/s: initiate + PUT + complete, {CLIENTS} clients, "
@@ -155,6 +159,18 @@ def run(quick: bool = False) -> list[Row]:
             note=f"bare: {bare['count']} requests, p50 {_ms(bare['latency_p50_ms'])}",
         ),
         Row(
+            measure="API cycles/s if the two API calls of a cycle only authenticated",
+            ours=ceiling,
+            baseline=per_cycle,
+            unit="cycles/s",
+            goal="(no goal; reported)",
+            passed=None,
+            note=f"the ceiling that authentication alone leaves: two requests to the bare "
+            f"endpoint behind the API's token check (JWT, user lookup, password stamp; "
+            f"{authenticated['per_second']:,.0f} req/s, {authenticated['count']} requests) and "
+            f"one bare request; baseline as above",
+        ),
+        Row(
             measure="API cycles/s as above, DATABASE_CONN_MAX_AGE=0",
             ours=fresh["per_second"],
             baseline=per_cycle,
@@ -165,6 +181,14 @@ def run(quick: bool = False) -> list[Row]:
             f"p50 {_ms(fresh['latency_p50_ms'])} ({_steps(fresh)}); baseline as above",
         ),
     ]
+
+
+def _auth_ceiling(bare_rps: float, authenticated_rps: float) -> float:
+    """Cycles/s if initiate and complete cost no more than authenticating and the PUT no more
+    than a bare request: the server's time per cycle is the sum of the three requests' times."""
+    if not bare_rps or not authenticated_rps:
+        return 0.0
+    return 1 / (2 / authenticated_rps + 1 / bare_rps)
 
 
 def _ms(value: float | None) -> str:
