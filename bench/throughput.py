@@ -100,7 +100,7 @@ def run(quick: bool = False) -> list[Row]:
 
     from uploads.models import FileRecord
 
-    seconds, warmup = (1.0, 0.3) if smoke() else (3.0, 0.5) if quick else (12.0, 2.0)
+    seconds, warmup = (1.0, 0.3) if smoke() else (3.0, 0.5) if quick else (8.0, 1.5)
     count = workers()
     try:
         user, _ = get_user_model().objects.get_or_create(username="bench-throughput")
