@@ -13,6 +13,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.urls import path
 from ninja import NinjaAPI
+
 from project.urls import urlpatterns as project_urlpatterns
 from uploads.auth import token_auth
 
