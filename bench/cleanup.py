@@ -36,7 +36,7 @@ def sizes(quick: bool) -> tuple[int, int]:
     """(local rows, S3 uploads)."""
     if smoke():
         return 300, 20
-    return (2_000, 200) if quick else (100_000, 500)
+    return (2_000, 200) if quick else (100_000, 200)
 
 
 def owner() -> Any:
@@ -143,7 +143,7 @@ def local_rows(count: int) -> list[Row]:
         # Old failed rows (their parts already gone): deleted in batches. Fewer of them: each
         # batch's select scans and sorts every row still left (no index leads with `modified`),
         # so this grows with rows² / batch size; 100,000 took 46 s here against 20,000's 7 s.
-        failed_count = min(count, 10_000)
+        failed_count = min(count, 5_000)
         failed_batches = -(-failed_count // cleanup.BATCH_SIZE)
         FileRecord.objects.all().delete()
         make_expired(failed_count, status="failed", parts=False)

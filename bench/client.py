@@ -69,7 +69,7 @@ def run(quick: bool = False) -> list[Row]:
     from uploads.auth import refresh_token_for
     from uploads.client import Client
 
-    size = 64 * MIB if quick else 512 * MIB
+    size = 64 * MIB if quick else 256 * MIB
     part_size = 8 * MIB if quick else 16 * MIB
     repeat = 1 if quick else 3
     user, _ = get_user_model().objects.get_or_create(username="bench")
