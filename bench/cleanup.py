@@ -47,7 +47,6 @@ def owner() -> Any:
 
 def make_expired(count: int, *, status: str = "uploading", parts: bool = True) -> list[str]:
     """`count` expired rows in bulk, each with a one-part directory in the local store."""
-
     from django.conf import settings
     from django.utils import timezone
 

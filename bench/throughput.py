@@ -6,10 +6,10 @@ Each cycle uploads a one-part 1 KiB file: initiate, PUT the part to the app's lo
 complete; the note gives each step's p50, so a cycle's time can be told apart (the PUT is the
 local store's). Goal: with persistent database connections, as production runs, at least
 GOAL_RATIO of the bare endpoint's cycles (its req/s ÷ 3). (A new database connection per
-request halved the cycles when last measured: 23.4 against 45.5 cycles/s.) Reported beside it:
-the ceiling that authentication alone leaves: the cycles/s
-if initiate and complete did nothing but the token check every API call makes (measured on the
-same endpoint behind that check), which tells how much of the budget is left for the work.
+request halved the cycles when last measured: 23.4 against 45.5 cycles/s.) Reported beside it,
+the ceiling that authentication alone leaves: the cycles/s if initiate and complete did nothing
+but the token check every API call makes (measured on the bare endpoint behind that check),
+which tells how much of the budget is left for the work.
 
 The load comes from bench/loadgen.py in a process of its own (threads with keep-alive
 connections, loopback only, bounded in time and count). Note that on a 2-core machine the load

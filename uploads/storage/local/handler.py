@@ -261,7 +261,7 @@ class _PartWriter:
 
     def write(self, chunk: memoryview, position: int) -> None:
         _write_all(self.fd, chunk, position)
-        self.end = max(self.end, position + len(chunk))
+        self.end = position + len(chunk)
         # A hint: errors, if any, come back from the fdatasync in `sync`.
         if _sync_file_range:
             _sync_file_range(self.fd, position, len(chunk), _START_WRITEBACK)
